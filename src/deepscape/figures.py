@@ -1,0 +1,173 @@
+"""The standard figures every training run gets, drawn from the run's recorded history.
+
+Each function writes one PNG into the run's `figures/` folder and returns its path. They read the
+run store, not the trainer, so they can be redrawn for any recorded run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files, never windows: labs run in terminals, notebooks and CI alike
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from deepscape.runs import Run
+
+TRAIN, VAL, WRONG = "#1f77b4", "#ff7f0e", "#d62728"
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def training_curves(run: Run, *, title: str = "") -> Path:
+    """Loss and accuracy per epoch, train vs validation (train loss per step faint behind)."""
+    steps, epochs = run.history("step"), run.history("epoch")
+    steps_per_epoch = epochs[0]["step"] / (epochs[0]["epoch"] + 1) if epochs else 1
+    x = [e["epoch"] + 1 for e in epochs]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_loss.plot(
+        [(s["step"] + 1) / steps_per_epoch for s in steps],
+        [s["loss"] for s in steps],
+        color=TRAIN,
+        alpha=0.25,
+        lw=0.8,
+        label="train (each step)",
+    )
+    ax_loss.plot(x, [e["train_loss"] for e in epochs], "o-", color=TRAIN, label="train (epoch)")
+    ax_loss.plot(x, [e["val_loss"] for e in epochs], "o-", color=VAL, label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", yscale="log", title="Loss")
+    ax_acc.plot(x, [1 - e["train_accuracy"] for e in epochs], "o-", color=TRAIN, label="train")
+    ax_acc.plot(x, [1 - e["val_accuracy"] for e in epochs], "o-", color=VAL, label="validation")
+    best = max(epochs, key=lambda e: e["val_accuracy"], default=None)
+    if best:
+        ax_acc.annotate(
+            f"best val acc {best['val_accuracy']:.2%}",
+            (best["epoch"] + 1, 1 - best["val_accuracy"]),
+            textcoords="offset points",
+            xytext=(0, 12),
+            ha="center",
+        )
+    ax_acc.set(xlabel="epoch", ylabel="error rate (1 − accuracy)", title="Error")
+    ax_acc.set_yscale("symlog", linthresh=0.01)  # log-like, yet an error of 0 still shows
+    if run.config.get("label_smoothing") or run.config.get("augment"):
+        fig.text(
+            0.01,
+            0.01,
+            "Train loss is measured on augmented / label-smoothed batches, so it "
+            "can sit above the validation loss, which is plain cross-entropy.",
+            fontsize=8,
+            color="grey",
+        )
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    fig.suptitle(title or f"Training curves · {run.id}")
+    return _save(fig, run.figure_path("curves"))
+
+
+def optimization(run: Run, *, title: str = "") -> Path:
+    """Learning rate, global gradient norm, and update/weight ratio per layer, per step."""
+    steps = run.history("step")
+    x = [s["step"] for s in steps]
+    fig, (ax_lr, ax_grad, ax_ratio) = plt.subplots(1, 3, figsize=(15, 4))
+    ax_lr.plot(x, [s["lr"] for s in steps], color=TRAIN)
+    ax_lr.set(xlabel="step", ylabel="learning rate", title="Learning-rate schedule")
+    ax_grad.plot(x, [s["grad_norm"] for s in steps], color=TRAIN, lw=0.8)
+    ax_grad.set(
+        xlabel="step", ylabel="‖∇loss‖ (all parameters)", yscale="log", title="Gradient norm"
+    )
+    names = list(steps[0]["update_ratio"]) if steps else []
+    prefix = os.path.commonprefix(names) if len(names) > 1 else ""  # noqa: RUF071
+    prefix = prefix[: prefix.rfind(".") + 1]  # cut at a dot: "1.features.0" → "features.0"
+    colours = plt.cm.viridis(np.linspace(0, 0.9, max(1, len(names))))
+    for name, colour in zip(names, colours, strict=False):
+        ratios = [max(s["update_ratio"][name], 1e-12) for s in steps]
+        ax_ratio.plot(x, ratios, color=colour, lw=0.8, label=name.removeprefix(prefix))
+    ax_ratio.axhline(1e-3, color="grey", ls="--", lw=1, label="≈1e-3: a healthy rate")
+    ax_ratio.set(
+        xlabel="step", ylabel="‖ΔW‖ / ‖W‖", yscale="log", title="Update size relative to weights"
+    )
+    ax_ratio.legend(fontsize=7)
+    for ax in (ax_lr, ax_grad, ax_ratio):
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle(title or f"Optimisation · {run.id}")
+    return _save(fig, run.figure_path("optimization"))
+
+
+def confusion_matrix(
+    run: Run, targets: torch.Tensor, predictions: torch.Tensor, classes: list[str]
+) -> Path:
+    """Counts of (true class, predicted class) on the test split; the diagonal is right."""
+    n = len(classes)
+    counts = torch.bincount(targets * n + predictions, minlength=n * n).reshape(n, n).numpy()
+    size = max(5, 0.5 * n + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(counts, cmap="Blues")
+    for (i, j), count in np.ndenumerate(counts):
+        if count:
+            colour = "white" if count > counts.max() / 2 else ("black" if i == j else WRONG)
+            ax.text(j, i, str(count), ha="center", va="center", color=colour, fontsize=8)
+    ax.set_xticks(range(n), classes, rotation=45 if max(map(len, classes)) > 2 else 0)
+    ax.set_yticks(range(n), classes)
+    ax.set(xlabel="predicted", ylabel="true")
+    accuracy = counts.trace() / counts.sum()
+    ax.set_title(
+        f"Test confusion matrix · accuracy {accuracy:.2%} · {counts.sum() - counts.trace()}"
+        f" mistakes of {counts.sum()}"
+    )
+    fig.colorbar(image, ax=ax, fraction=0.046, label="images")
+    return _save(fig, run.figure_path("confusion_matrix"))
+
+
+def prediction_grid(
+    run: Run,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    probabilities: torch.Tensor,
+    classes: list[str],
+    *,
+    count: int = 32,
+) -> Path:
+    """Test images with their predictions: every mistake first (most confident first, in red),
+    then correct ones; each titled 'true → predicted (probability)'."""
+    confidence, predictions = probabilities.max(1)
+    wrong = (predictions != targets).nonzero().flatten()
+    wrong = wrong[confidence[wrong].argsort(descending=True)][: count // 2]
+    right = (predictions == targets).nonzero().flatten()[: count - len(wrong)]
+    shown = torch.cat([wrong, right])
+    cols = 8
+    rows = max(1, -(-len(shown) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.85), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, shown.tolist(), strict=False):
+        image = images[i].permute(1, 2, 0).numpy()
+        ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray_r")
+        is_wrong = predictions[i] != targets[i]
+        ax.set_title(
+            f"{classes[targets[i]]} → {classes[predictions[i]]} ({confidence[i]:.0%})",
+            color=WRONG if is_wrong else "black",
+            fontsize=9,
+            fontweight="bold" if is_wrong else "normal",
+        )
+        if is_wrong:
+            ax.axis("on")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set(color=WRONG, linewidth=3)
+    mistakes = int((predictions != targets).sum())
+    fig.suptitle(
+        f"Test predictions, true → predicted (confidence) · {mistakes} mistake"
+        f"{'s' * (mistakes != 1)} of {len(targets)}, shown first in red, most confident first"
+    )
+    return _save(fig, run.figure_path("predictions"))

@@ -1,0 +1,146 @@
+"""Running a lab: resolve it on the map, build its config, record the run, judge the target.
+
+A lab module has a `Config` dataclass and `run(config, run) -> metrics`. Everything around that —
+the run's folder, its status when it ends (finished, failed, interrupted), the wall time, library
+versions, whether the target was reached — happens here, the same for every lab.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from typing import Any
+
+from accelerate.utils import set_seed
+
+from deepscape import landscape
+from deepscape.config import ConfigError, apply_overrides
+from deepscape.data import DataUnavailable
+from deepscape.runs import Run, RunStore, current_process, machine
+
+LIBRARIES = ("deepscape", "torch", "torchvision", "accelerate", "torchmetrics", "datasets", "numpy")
+
+
+def build_config(lab: landscape.Lab, overrides: Iterable[str] = ()) -> Any:
+    """The lab's default config with `key=value` overrides applied."""
+    return apply_overrides(lab.module().Config(), overrides)
+
+
+def run_lab(
+    name: str,
+    overrides: Iterable[str] = (),
+    *,
+    store: RunStore | None = None,
+    resume: str | None = None,
+    show_progress: bool = True,
+    notify: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+    on_start: Callable[[Run], None] = lambda run: None,
+) -> Run:
+    """Run lab `name` (an id, or a slug only one lab has) and return its recorded run.
+
+    `resume` continues an interrupted run from its last checkpoint instead of starting anew.
+    `on_start` receives the run as soon as it is recorded (so a caller can report on it if the
+    lab raises).
+    Raises the lab's own error after recording the run as failed; KeyboardInterrupt after
+    recording it as interrupted.
+    """
+    store = store or RunStore()
+    the_map = landscape.load()
+    lab = the_map.lab(name)
+    module = lab.module()
+    if resume:
+        run, config, wall_before = _reopen(store, lab, resume, list(overrides), module.Config)
+    else:
+        config = apply_overrides(module.Config(), overrides)
+        run = store.create(lab.id, dataclasses.asdict(config), target=str(lab.target))
+        wall_before = 0.0
+        missing = landscape.missing_prerequisites(lab, landscape.progress(the_map, store))
+        if missing:
+            notify(
+                f"note: {lab.id} builds on {', '.join(missing)}, whose target you have not "
+                "reached yet — running it anyway."
+            )
+    run.show_progress = show_progress
+    on_start(run)
+
+    set_seed(config.seed)
+    started = time.perf_counter()
+    try:
+        metrics = module.run(config, run)
+    except KeyboardInterrupt:
+        run.discard_pending()  # the checkpoint is the truth; a resume redoes the rest
+        run.update_summary(
+            status="interrupted",
+            wall_seconds=wall_before + time.perf_counter() - started,
+            resume_with=f"deepscape run {lab.id} --resume {run.id}",
+        )
+        raise
+    except (DataUnavailable, ConfigError):
+        if not resume:  # bad input, caught before any training: nothing worth keeping
+            shutil.rmtree(run.dir, ignore_errors=True)
+        raise
+    except Exception as error:
+        run.commit_history()
+        run.update_summary(
+            status="failed",
+            error=f"{type(error).__name__}: {error}",
+            wall_seconds=wall_before + time.perf_counter() - started,
+        )
+        raise
+    run.commit_history()
+    run.checkpoint_path.unlink(missing_ok=True)  # a finished run has nothing left to resume
+    run.update_summary(
+        status="finished",
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        wall_seconds=round(wall_before + time.perf_counter() - started, 3),
+        metrics=metrics,
+        best=best_epoch(run),
+        target={**dataclasses.asdict(lab.target), "reached": lab.target.reached(metrics)},
+        versions=versions(),
+        machine=machine(),
+    )
+    return run
+
+
+def _reopen(
+    store: RunStore, lab: landscape.Lab, run_id: str, overrides: list[str], config_type: type
+) -> tuple[Run, Any, float]:
+    run = store.get(run_id)
+    summary = run.summary
+    if summary["lab"] != lab.id:
+        raise ConfigError(f"run {run.id} is a run of {summary['lab']}, not of {lab.id}")
+    if run.status != "interrupted":
+        raise ConfigError(f"run {run.id} is {run.status}: only an interrupted run can be resumed")
+    if overrides:
+        raise ConfigError("a resumed run keeps its config: drop the key=value overrides")
+    known = {f.name for f in dataclasses.fields(config_type)}
+    config = config_type(**{k: v for k, v in run.config.items() if k in known})
+    run.update_summary(status="running", process=current_process(), resume_with=None)
+    return run, config, float(summary.get("wall_seconds") or 0.0)
+
+
+def best_epoch(run: Run) -> dict[str, Any]:
+    """The epoch with the best validation accuracy (or lowest validation loss), if any."""
+    epochs = run.history("epoch")
+    if not epochs:
+        return {}
+    if "val_accuracy" in epochs[0]:
+        best = max(epochs, key=lambda e: e["val_accuracy"])
+    else:
+        best = min(epochs, key=lambda e: e["val_loss"])
+    return {k: v for k, v in best.items() if k != "kind"}
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found

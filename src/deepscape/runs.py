@@ -1,0 +1,207 @@
+"""The run store: one folder per run, the only state deepscape keeps.
+
+    runs/<run-id>/
+        config.json        the resolved config (every knob, after overrides)
+        summary.json       status, final and best metrics, target reached?, time, versions, machine
+        history.jsonl      one JSON record per training step and per epoch
+        model.safetensors  the trained weights
+        checkpoint.pt      the last epoch's training state, while a run can still be resumed
+        figures/*.png      what happened, drawn
+
+Every whole-file write goes to a temporary file first and is renamed into place, so a reader (or
+a crash) never sees half a file. History lines are appended only when a checkpoint is taken (or
+the run ends), so on disk the history always matches the checkpoint a resume would start from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepscape.config import closest
+
+STATUSES = ("running", "finished", "failed", "interrupted")
+
+
+class RunNotFound(LookupError):
+    """No run with that id in the store."""
+
+
+def default_home() -> Path:
+    """Where runs live: $DEEPSCAPE_HOME, else ./runs."""
+    return Path(os.environ.get("DEEPSCAPE_HOME", "runs"))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the new one, never a mix."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
+        tmp.write(text)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+
+
+@dataclass
+class Run:
+    """One run's folder, with the small API the trainer and the labs write through."""
+
+    dir: Path
+    show_progress: bool = True  # how this process runs it (a sweep hides per-run bars); not stored
+    _pending: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.dir.name
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads((self.dir / "config.json").read_text())
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.dir / "summary.json").read_text())
+
+    @property
+    def status(self) -> str:
+        """The recorded status, or `interrupted` for a run whose process died without saying so."""
+        summary = self.summary
+        if summary["status"] == "running" and not _process_alive(summary.get("process", {})):
+            return "interrupted"
+        return summary["status"]
+
+    @property
+    def weights_path(self) -> Path:
+        return self.dir / "model.safetensors"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.dir / "checkpoint.pt"
+
+    def figure_path(self, name: str) -> Path:
+        (self.dir / "figures").mkdir(exist_ok=True)
+        return self.dir / "figures" / f"{name}.png"
+
+    def figures(self) -> list[Path]:
+        return sorted((self.dir / "figures").glob("*.png"))
+
+    def update_summary(self, **changes: Any) -> dict[str, Any]:
+        summary = {**self.summary, **changes}
+        write_atomic(self.dir / "summary.json", json.dumps(summary, indent=2, default=str))
+        return summary
+
+    # -- metric history -------------------------------------------------------------------------
+    def log(self, record: dict[str, Any]) -> None:
+        """Record metrics (kept in memory until `commit_history`)."""
+        self._pending.append(record)
+
+    def commit_history(self) -> None:
+        """Append the records logged since the last commit to history.jsonl."""
+        if self._pending:
+            with open(self.dir / "history.jsonl", "a") as f:
+                f.writelines(json.dumps(r) + "\n" for r in self._pending)
+                f.flush()
+                os.fsync(f.fileno())
+            self._pending.clear()
+
+    def discard_pending(self) -> None:
+        """Forget records logged after the last checkpoint (a resume will redo them)."""
+        self._pending.clear()
+
+    def history(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Committed and pending records, optionally only those of one kind (`step`, `epoch`)."""
+        path = self.dir / "history.jsonl"
+        records = []
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:  # a line cut short by a crash: the rest is intact
+                    continue
+        records += self._pending
+        return [r for r in records if kind is None or r.get("kind") == kind]
+
+
+class RunStore:
+    """The folder of runs: create, find, list."""
+
+    def __init__(self, root: Path | str | None = None):
+        self.root = Path(root) if root is not None else default_home()
+
+    def create(self, lab_id: str, config: dict[str, Any], **summary: Any) -> Run:
+        self.root.mkdir(parents=True, exist_ok=True)
+        slug = lab_id.replace("/", "-")
+        while True:  # the random suffix makes clashes rare; mkdir makes them impossible
+            run_dir = self.root / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}"
+            try:
+                run_dir.mkdir()
+                break
+            except FileExistsError:
+                continue
+        write_atomic(run_dir / "config.json", json.dumps(config, indent=2))
+        write_atomic(
+            run_dir / "summary.json",
+            json.dumps(
+                {
+                    "id": run_dir.name,
+                    "lab": lab_id,
+                    "status": "running",
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "process": current_process(),
+                    **summary,
+                },
+                indent=2,
+                default=str,
+            ),
+        )
+        return Run(run_dir)
+
+    def get(self, run_id: str) -> Run:
+        run_dir = self.root / run_id
+        if run_id and "/" not in run_id and (run_dir / "summary.json").exists():
+            return Run(run_dir)
+        ids = [r.id for r in self.list()]
+        matches = [i for i in ids if run_id and run_id in i]
+        if len(matches) == 1:  # a unique fragment of an id is enough
+            return Run(self.root / matches[0])
+        hint = closest(run_id, ids) or " (see `deepscape runs`)"
+        raise RunNotFound(f"no run '{run_id}' in {self.root}{hint}")
+
+    def list(self, lab: str | None = None) -> list[Run]:
+        """Runs, oldest first."""
+        if not self.root.is_dir():
+            return []
+        runs = [Run(d) for d in sorted(self.root.iterdir()) if (d / "summary.json").exists()]
+        return [r for r in runs if lab is None or r.summary["lab"] == lab]
+
+
+def current_process() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def _process_alive(process: dict[str, Any]) -> bool:
+    if process.get("host") != socket.gethostname():
+        return True  # another machine's run: we cannot tell, so trust its record
+    try:
+        os.kill(int(process["pid"]), 0)
+    except (KeyError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,282 @@
+"""The trainer: an explicit loop, because the loop is the lesson.
+
+    for each epoch:
+        for each batch:  logits = f(x, W) → loss → gradients → W ← W − lr·update
+        evaluate on the validation split, take a checkpoint
+
+Accelerate places model and batches on the device (CPU, one GPU or several) and handles precision;
+torchmetrics counts accuracy; the run store receives every number. Per step it records the train
+loss, the learning rate, the global gradient norm and, for every weight matrix, the ratio of the
+update's size to the weights' size (about 1e-3 is healthy; far above means the LR is too large).
+
+Randomness is re-seeded from (seed, epoch) at the start of every epoch, so an epoch's shuffling,
+augmentation and dropout do not depend on what ran before it: a run resumed from a checkpoint
+continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from safetensors.torch import save_model
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchmetrics.classification import MulticlassAccuracy
+
+from deepscape.config import TrainConfig
+from deepscape.data import whole_batch
+from deepscape.runs import Run, write_atomic
+
+PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class CorruptCheckpoint(RuntimeError):
+    """A checkpoint that cannot be read back."""
+
+
+@dataclass
+class Evaluation:
+    loss: float
+    accuracy: float
+    probabilities: torch.Tensor  # "n classes", on the CPU
+    targets: torch.Tensor  # "n"
+
+    @property
+    def predictions(self) -> torch.Tensor:
+        return self.probabilities.argmax(1)
+
+
+class Trainer:
+    """Trains a classifier on a `Dataset` of (input, target) batches and records it in `run`."""
+
+    def __init__(self, config: TrainConfig, run: Run, *, progress: bool = True):
+        self.config, self.run, self.show_progress = config, run, progress
+        torch.set_num_threads(config.threads or os.cpu_count() or 1)
+        self.accelerator = Accelerator(
+            cpu=config.device == "cpu", mixed_precision=PRECISION[config.precision]
+        )
+        if config.device == "cuda" and self.accelerator.device.type != "cuda":
+            raise RuntimeError("device=cuda but no GPU is visible to PyTorch: use device=auto")
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def fit(
+        self,
+        model: nn.Module,
+        train: Dataset,
+        validation: Dataset,
+        *,
+        num_classes: int,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> nn.Module:
+        """Train `model`; returns it trained (and saves its weights in the run)."""
+        cfg, acc = self.config, self.accelerator
+        train_loader = self.loader(train, shuffle=True)
+        optimizer = make_optimizer(model, cfg)
+        scheduler = make_schedule(optimizer, cfg, total_steps=cfg.epochs * len(train_loader))
+        model, optimizer, train_loader, scheduler = acc.prepare(
+            model, optimizer, train_loader, scheduler
+        )
+        first_epoch = self.resume(model, optimizer, scheduler)
+        watched = {n: p for n, p in model.named_parameters() if p.ndim >= 2}
+        train_accuracy = MulticlassAccuracy(num_classes, average="micro").to(acc.device)
+        step = first_epoch * len(train_loader)
+
+        with self.progress_bar(cfg.epochs * len(train_loader), step) as (progress, bar):
+            for epoch in range(first_epoch, cfg.epochs):
+                set_seed(cfg.seed * 10_000 + epoch)
+                model.train()
+                train_accuracy.reset()
+                epoch_loss = 0.0
+                for inputs, targets in train_loader:
+                    if augment is not None:
+                        inputs = augment(inputs)
+                    with acc.autocast():
+                        logits = model(inputs)
+                    loss = F.cross_entropy(
+                        logits.float(), targets, label_smoothing=cfg.label_smoothing
+                    )
+                    loss_value = loss.item()
+                    if not math.isfinite(loss_value):
+                        raise TrainingDiverged(
+                            f"the loss became {loss_value} at step {step} (epoch {epoch + 1}): "
+                            f"lower lr (now {cfg.lr:g}) or raise warmup (now {cfg.warmup:g})"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    acc.backward(loss)
+                    grad_norm = acc.clip_grad_norm_(model.parameters(), math.inf)
+                    before = [p.detach().clone() for p in watched.values()]
+                    optimizer.step()
+                    scheduler.step()
+                    train_accuracy.update(logits.detach(), targets)
+                    epoch_loss += loss_value
+                    self.run.log(
+                        {
+                            "kind": "step",
+                            "step": step,
+                            "epoch": epoch,
+                            "loss": loss_value,
+                            "lr": optimizer.param_groups[0]["lr"],
+                            "grad_norm": float(grad_norm),
+                            "update_ratio": {
+                                name: float((p.detach() - old).norm() / (old.norm() + 1e-12))
+                                for (name, p), old in zip(watched.items(), before, strict=True)
+                            },
+                        }
+                    )
+                    step += 1
+                    progress.update(bar, advance=1)
+
+                val = self.evaluate(model, validation)
+                record = {
+                    "kind": "epoch",
+                    "epoch": epoch,
+                    "step": step,
+                    "train_loss": epoch_loss / len(train_loader),
+                    "train_accuracy": float(train_accuracy.compute()),
+                    "val_loss": val.loss,
+                    "val_accuracy": val.accuracy,
+                }
+                self.run.log(record)
+                progress.update(
+                    bar,
+                    description=f"epoch {epoch + 1}/{cfg.epochs} · loss {record['train_loss']:.3f}"
+                    f" · val acc {val.accuracy:.2%}",
+                )
+                self.checkpoint(model, optimizer, scheduler, epoch + 1)
+
+        model = acc.unwrap_model(model)
+        save_model(model, str(self.run.weights_path))
+        return model
+
+    @torch.inference_mode()
+    def evaluate(self, model: nn.Module, data: Dataset) -> Evaluation:
+        """Mean cross-entropy, accuracy and class probabilities of `model` on `data`."""
+        model.eval()
+        loader = self.accelerator.prepare_data_loader(self.loader(data, shuffle=False))
+        losses, probabilities, all_targets = [], [], []
+        for inputs, targets in loader:
+            with self.accelerator.autocast():
+                logits = model(inputs).float()
+            logits, targets = self.accelerator.gather_for_metrics((logits, targets))
+            losses.append(F.cross_entropy(logits, targets, reduction="sum"))
+            probabilities.append(logits.softmax(1).cpu())
+            all_targets.append(targets.cpu())
+        probs, targets = torch.cat(probabilities), torch.cat(all_targets)
+        return Evaluation(
+            loss=float(torch.stack(losses).sum()) / len(targets),
+            accuracy=float((probs.argmax(1) == targets).float().mean()),
+            probabilities=probs,
+            targets=targets,
+        )
+
+    def loader(self, data: Dataset, *, shuffle: bool) -> DataLoader:
+        # Our splits return whole batches (`__getitems__`), so collation is the identity.
+        return DataLoader(
+            data, batch_size=self.config.batch_size, shuffle=shuffle, collate_fn=whole_batch
+        )
+
+    # -- checkpoints: what makes a run resumable --------------------------------------------------
+    def checkpoint(
+        self, model: nn.Module, optimizer: Any, scheduler: Any, epochs_done: int
+    ) -> None:
+        state = {
+            "model": self.accelerator.unwrap_model(model).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epochs_done": epochs_done,
+        }
+        tmp = self.run.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.run.checkpoint_path)
+        self.run.commit_history()
+        write_atomic(self.run.dir / "progress.txt", f"{epochs_done}/{self.config.epochs} epochs\n")
+
+    def resume(self, model: nn.Module, optimizer: Any, scheduler: Any) -> int:
+        """Load the run's checkpoint if it has one; returns the first epoch still to train."""
+        path = self.run.checkpoint_path
+        if not path.exists():
+            return 0
+        try:  # weights_only: a checkpoint is data, never code to unpickle
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            self.accelerator.unwrap_model(model).load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except Exception as error:
+            raise CorruptCheckpoint(
+                f"checkpoint {path} cannot be read ({type(error).__name__}): "
+                "start a new run instead of resuming this one"
+            ) from error
+        return int(state["epochs_done"])
+
+    @contextmanager
+    def progress_bar(self, total: int, completed: int) -> Iterator[tuple[Progress, TaskID]]:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            disable=not self.show_progress,
+        ) as progress:
+            yield progress, progress.add_task("training", total=total, completed=completed)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum or AdamW; weight decay on weight matrices only (not biases, not norms)."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def make_schedule(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, *, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Linear warm-up over `warmup` of the steps, then constant, cosine decay, or one-cycle."""
+    sched = torch.optim.lr_scheduler
+    warm = max(1, round(cfg.warmup * total_steps)) if cfg.warmup > 0 else 0
+    if cfg.schedule == "onecycle":
+        return sched.OneCycleLR(
+            optimizer,
+            max_lr=cfg.lr,
+            total_steps=total_steps,
+            pct_start=max(cfg.warmup, 1 / total_steps),
+            cycle_momentum=cfg.optimizer == "sgd",
+        )
+    after = (
+        sched.CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warm))
+        if cfg.schedule == "cosine"
+        else sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    )
+    if warm == 0:
+        return after
+    warmup = sched.LinearLR(optimizer, start_factor=1e-3, end_factor=1.0, total_iters=warm)
+    return sched.SequentialLR(optimizer, [warmup, after], milestones=[warm])
