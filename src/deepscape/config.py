@@ -52,6 +52,9 @@ class TrainConfig:
     )
     device: Literal["auto", "cpu", "cuda"] = option("auto", "auto picks a GPU when there is one")
     threads: int = option(0, "CPU threads for PyTorch (0: all cores)")
+    checkpoint_every: float = option(
+        10.0, "seconds between checkpoints, taken at epoch ends (0: every epoch)"
+    )
 
 
 def describe(config_type: type) -> list[dict[str, Any]]:

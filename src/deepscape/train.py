@@ -2,7 +2,7 @@
 
     for each epoch:
         for each batch:  logits = f(x, W) → loss → gradients → W ← W − lr·update
-        evaluate on the validation split, take a checkpoint
+        evaluate on the validation split; take a checkpoint (every `checkpoint_every` seconds)
 
 Accelerate places model and batches on the device (CPU, one GPU or several) and handles precision;
 torchmetrics counts accuracy; the run store receives every number. Per step it records the train
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -99,7 +100,8 @@ class Trainer:
             model, optimizer, train_loader, scheduler
         )
         first_epoch = self.resume(model, optimizer, scheduler)
-        watched = {n: p for n, p in model.named_parameters() if p.ndim >= 2}
+        watched = UpdateWatcher(model)
+        last_checkpoint = time.monotonic()
         train_accuracy = MulticlassAccuracy(num_classes, average="micro").to(acc.device)
         step = first_epoch * len(train_loader)
 
@@ -125,8 +127,8 @@ class Trainer:
                         )
                     optimizer.zero_grad(set_to_none=True)
                     acc.backward(loss)
-                    grad_norm = acc.clip_grad_norm_(model.parameters(), math.inf)
-                    before = [p.detach().clone() for p in watched.values()]
+                    grad_norm = self.gradient_norm(model)
+                    watched.remember()
                     optimizer.step()
                     scheduler.step()
                     train_accuracy.update(logits.detach(), targets)
@@ -139,10 +141,7 @@ class Trainer:
                             "loss": loss_value,
                             "lr": optimizer.param_groups[0]["lr"],
                             "grad_norm": float(grad_norm),
-                            "update_ratio": {
-                                name: float((p.detach() - old).norm() / (old.norm() + 1e-12))
-                                for (name, p), old in zip(watched.items(), before, strict=True)
-                            },
+                            "update_ratio": watched.ratios(),
                         }
                     )
                     step += 1
@@ -164,11 +163,22 @@ class Trainer:
                     description=f"epoch {epoch + 1}/{cfg.epochs} · loss {record['train_loss']:.3f}"
                     f" · val acc {val.accuracy:.2%}",
                 )
-                self.checkpoint(model, optimizer, scheduler, epoch + 1)
+                last_epoch = epoch + 1 == cfg.epochs
+                if last_epoch or time.monotonic() - last_checkpoint >= cfg.checkpoint_every:
+                    self.checkpoint(model, optimizer, scheduler, epoch + 1)
+                    last_checkpoint = time.monotonic()
 
         model = acc.unwrap_model(model)
         save_model(model, str(self.run.weights_path))
         return model
+
+    def gradient_norm(self, model: nn.Module) -> torch.Tensor:
+        """‖∇loss‖ over all parameters (of the true gradients, also under fp16 loss scaling)."""
+        if self.accelerator.scaler is not None:
+            self.accelerator.unscale_gradients()
+        return torch.nn.utils.get_total_norm(
+            [p.grad for p in model.parameters() if p.grad is not None]
+        )
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, data: Dataset) -> Evaluation:
@@ -242,6 +252,28 @@ class Trainer:
             disable=not self.show_progress,
         ) as progress:
             yield progress, progress.add_task("training", total=total, completed=completed)
+
+
+class UpdateWatcher:
+    """‖ΔW‖ / ‖W‖ of one optimizer step for every weight matrix: how fast each layer moves."""
+
+    def __init__(self, model: nn.Module):
+        named = [(n, p) for n, p in model.named_parameters() if p.ndim >= 2]
+        self.names = [n for n, _ in named]
+        self.weights = [p.detach() for _, p in named]
+        self.before = [w.clone() for w in self.weights]
+
+    @torch.no_grad()
+    def remember(self) -> None:
+        torch._foreach_copy_(self.before, self.weights)
+
+    @torch.no_grad()
+    def ratios(self) -> dict[str, float]:
+        # foreach: a handful of fused kernels instead of 3 small ops per layer
+        deltas = torch._foreach_norm(torch._foreach_sub(self.weights, self.before))
+        sizes = torch._foreach_norm(self.before)
+        values = (torch.stack(deltas) / (torch.stack(sizes) + 1e-12)).tolist()
+        return dict(zip(self.names, values, strict=True))
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -33,7 +33,7 @@ def image_splits(
 
     def split(x: np.ndarray, y: np.ndarray) -> TensorSplit:
         x = torch.as_tensor(np.asarray(x, dtype=np.float32) / scale)
-        return TensorSplit(x if x.ndim == 4 else x.unsqueeze(1), torch.as_tensor(y).long())
+        return TensorSplit(x if x.ndim == 4 else x.unsqueeze(1), torch.tensor(y, dtype=torch.long))
 
     return Splits(
         name=name,

@@ -1,0 +1,32 @@
+# One command to set up and run the first lab, one to set up and pass the tests.
+#   make run    — create .venv, install deepscape, run vision/101/digits
+#   make test   — create .venv, install deepscape + dev tools, run the test suite
+#   make lint   — ruff check and format check
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export HF_HUB_OFFLINE ?= 1
+export GRADIO_ANALYTICS_ENABLED ?= False
+
+.PHONY: setup run test lint clean
+
+setup: $(VENV)/.installed
+
+# pip (not uv/poetry) so that a local torch wheel is found where a machine provides one
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+run: setup
+	$(BIN)/deepscape run vision/101/digits
+
+test: setup
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,62 @@
+"""Shared by the benchmark scripts: print a table and keep it in docs/benchmarks.md.
+
+Each script owns one section of docs/benchmarks.md (between `<!-- NAME -->` markers) and rewrites
+only that section, with the machine, date and command that produced it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import statistics
+import sys
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+HEADER = "# Benchmarks\n\nMeasured by the scripts in `benchmarks/`; each section says how.\n"
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+        cpu = model
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
+    )
+
+
+def write_section(name: str, title: str, body: str) -> None:
+    """Print `body` and put it in docs/benchmarks.md under `title`, replacing the old section."""
+    stamp = (
+        f"Machine: {machine()}  \nDate: {datetime.date.today()}  \n"
+        f"Command: `python {' '.join(sys.argv)}`\n"
+    )
+    section = f"<!-- {name} -->\n## {title}\n\n{stamp}\n{body.strip()}\n<!-- /{name} -->\n"
+    print(section)
+    DOC.parent.mkdir(exist_ok=True)
+    text = DOC.read_text() if DOC.exists() else HEADER
+    pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->\n", re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text + "\n" + section
+    DOC.write_text(text)

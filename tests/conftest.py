@@ -1,0 +1,27 @@
+"""Shared fixtures: every test gets its own run store, and nothing reaches the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Before anything imports `datasets` or `huggingface_hub`, which read these once at import.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import pytest  # noqa: E402
+
+from deepscape.runs import RunStore  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """DEEPSCAPE_HOME in a fresh folder, so no test writes ./runs or sees another's runs."""
+    folder = tmp_path / "home"
+    monkeypatch.setenv("DEEPSCAPE_HOME", str(folder))
+    return folder
+
+
+@pytest.fixture
+def store(home: Path) -> RunStore:
+    return RunStore(home)
