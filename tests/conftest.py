@@ -9,9 +9,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import pytest  # noqa: E402
+import pytest
 
-from deepscape.runs import RunStore  # noqa: E402
+from deepscape.runs import RunStore
 
 
 @pytest.fixture(autouse=True)

@@ -108,9 +108,15 @@ def test_bad_literal_lists_choices_and_suggests_the_closest():
     assert "did you mean 'adamw'" in message
 
 
-def test_literal_value_is_case_sensitive():
-    with pytest.raises(ConfigError, match="model='CNN' is not one of linear, mlp, cnn"):
+def test_literal_value_is_case_sensitive_but_the_hint_is_not():
+    with pytest.raises(ConfigError, match="model='CNN' is not one of linear, mlp, cnn") as error:
         apply_overrides(Config(), ["model=CNN"])
+    assert "did you mean 'cnn'" in str(error.value)
+
+
+def test_big_ints_are_exact_and_float_spellings_of_ints_are_accepted():
+    assert apply_overrides(Config(), ["seed=9007199254740993"]).seed == 9007199254740993
+    assert apply_overrides(Config(), ["epochs=1e2"]).epochs == 100
 
 
 @pytest.mark.parametrize("item", ["lr", "lr0.1", "=0.1"])

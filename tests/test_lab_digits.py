@@ -27,22 +27,29 @@ def test_a_short_cnn_run_reads_digits(cnn_run):
     assert metrics["val_accuracy"] >= 0.95
     assert metrics["test_loss"] < 0.5
     assert metrics["parameters"] == sum(
-        p.numel() for p in build_model("cnn", images=torch.rand(4, 1, 8, 8), num_classes=10,
-                                       width=32, depth=2, dropout=0.1).parameters()
+        p.numel()
+        for p in build_model(
+            "cnn", images=torch.rand(4, 1, 8, 8), num_classes=10, width=32, depth=2, dropout=0.1
+        ).parameters()
     )
 
 
 def test_the_linear_model_learns_too(store):
-    run = run_lab(DIGITS, ["model=linear", "epochs=8", "threads=1"], store=store,
-                  show_progress=False)
+    run = run_lab(
+        DIGITS, ["model=linear", "epochs=8", "threads=1"], store=store, show_progress=False
+    )
     assert run.summary["metrics"]["test_accuracy"] >= 0.85
     assert run.summary["metrics"]["parameters"] == 8 * 8 * 10 + 10
     assert run.summary["target"]["reached"] is False  # the bottom rung stays below 99 %
 
 
 def test_the_mlp_learns_on_mnist_5k(store):
-    run = run_lab(DIGITS, ["dataset=mnist-5k", "model=mlp", "width=64", "epochs=3", "threads=1"],
-                  store=store, show_progress=False)
+    run = run_lab(
+        DIGITS,
+        ["dataset=mnist-5k", "model=mlp", "width=64", "epochs=3", "threads=1"],
+        store=store,
+        show_progress=False,
+    )
     assert run.summary["data"]["name"] == "mnist-5k"
     assert run.summary["metrics"]["test_accuracy"] >= 0.85
 

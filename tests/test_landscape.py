@@ -1,4 +1,4 @@
-"""The map: the shipped curriculum is consistent, lookups are forgiving, progress comes from runs."""
+"""The map: the shipped curriculum is consistent, lookups forgive, progress comes from runs."""
 
 from __future__ import annotations
 
@@ -79,8 +79,12 @@ def test_every_track_level_pair_is_declared_once(the_map):
 
 def test_vision_301_is_open(the_map):
     assert the_map.labs_of("vision", 301) == []
-    assert all(the_map.labs_of(t, lv) for t in the_map.tracks for lv in LEVELS if
-               (t, lv) != ("vision", 301))
+    assert all(
+        the_map.labs_of(t, lv)
+        for t in the_map.tracks
+        for lv in LEVELS
+        if (t, lv) != ("vision", 301)
+    )
 
 
 def test_every_lab_has_its_card_filled_in(the_map):
@@ -203,7 +207,9 @@ def test_parse_rejects_an_unknown_prerequisite():
 
 def test_parse_rejects_a_cycle():
     with pytest.raises(ValueError, match="prerequisite cycle through t/101/"):
-        parse(_map(_lab("t/101/a", "t/101/c"), _lab("t/101/b", "t/101/a"), _lab("t/101/c", "t/101/b")))
+        parse(
+            _map(_lab("t/101/a", "t/101/c"), _lab("t/101/b", "t/101/a"), _lab("t/101/c", "t/101/b"))
+        )
 
 
 def test_parse_rejects_a_lab_that_needs_itself():

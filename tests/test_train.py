@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from pathlib import Path
 
@@ -39,8 +40,7 @@ def small_runs(tmp_path_factory) -> dict[str, Run]:
     }
 
 
-
-# -- determinism ------------------------------------------------------------------------------------
+# -- determinism -----------------------------------------------------------------------------------
 def test_same_seed_same_history_and_metrics(small_runs):
     first, again = small_runs["first"], small_runs["again"]
     assert first.status == again.status == "finished"
@@ -62,7 +62,7 @@ def test_same_seed_in_one_process_does_not_depend_on_what_ran_before(small_runs,
     assert repeat.history() == small_runs["first"].history()
 
 
-# -- what a run records -----------------------------------------------------------------------------
+# -- what a run records ----------------------------------------------------------------------------
 def test_step_records(small_runs):
     steps = small_runs["first"].history("step")
     assert len(steps) == 2 * STEPS_PER_EPOCH
@@ -107,6 +107,30 @@ def test_epoch_records_and_best(small_runs):
     assert epochs[0]["train_loss"] == pytest.approx(mean_step_loss / STEPS_PER_EPOCH)
 
 
+def _checkpointed_epochs(store: RunStore, overrides: list[str], monkeypatch) -> list[int]:
+    taken: list[int] = []
+    checkpoint = Trainer.checkpoint
+
+    def counting(self, model, optimizer, scheduler, epochs_done):
+        taken.append(epochs_done)
+        checkpoint(self, model, optimizer, scheduler, epochs_done)
+
+    monkeypatch.setattr(Trainer, "checkpoint", counting)
+    run_lab(DIGITS, overrides, store=store, show_progress=False)
+    return taken
+
+
+def test_checkpoint_every_0_checkpoints_each_epoch(store, monkeypatch):
+    overrides = ["epochs=3", "model=linear", "threads=1", "checkpoint_every=0"]
+    assert _checkpointed_epochs(store, overrides, monkeypatch) == [1, 2, 3]
+
+
+def test_checkpoints_are_timed_but_the_last_epoch_always_gets_one(store, monkeypatch):
+    assert Config().checkpoint_every == 10.0
+    overrides = ["epochs=3", "model=linear", "threads=1", "checkpoint_every=1e9"]
+    assert _checkpointed_epochs(store, overrides, monkeypatch) == [3]
+
+
 def test_a_finished_run_keeps_weights_and_drops_its_checkpoint(small_runs):
     run = small_runs["first"]
     assert run.weights_path.stat().st_size > 0
@@ -115,7 +139,7 @@ def test_a_finished_run_keeps_weights_and_drops_its_checkpoint(small_runs):
     assert run.config["epochs"] == 2 and run.config["model"] == "mlp"
 
 
-# -- divergence -------------------------------------------------------------------------------------
+# -- divergence ------------------------------------------------------------------------------------
 DIVERGE = ["epochs=1", "model=mlp", "threads=1", "lr=1e6", "optimizer=sgd"]
 DIVERGE += ["schedule=constant", "warmup=0"]
 
@@ -137,7 +161,7 @@ def test_a_diverging_run_stops_with_a_message_naming_lr(store):
     assert not run.weights_path.exists()
 
 
-# -- checkpoints ------------------------------------------------------------------------------------
+# -- checkpoints -----------------------------------------------------------------------------------
 def _interrupted_run(store: RunStore, checkpoint: bytes) -> Run:
     config = apply_overrides(Config(), ["epochs=1", "model=mlp", "threads=1"])
     run = store.create(DIGITS, dataclasses.asdict(config), target="t")
@@ -175,7 +199,7 @@ def test_interrupt_after_a_checkpoint_then_resume_matches_an_uninterrupted_run(
     store, tmp_path, monkeypatch
 ):
     """In-process twin of the CLI test: Ctrl-C lands right after epoch 2's checkpoint."""
-    overrides = ["epochs=4", "model=mlp", "threads=1", "seed=3"]
+    overrides = ["epochs=4", "model=mlp", "threads=1", "seed=3", "checkpoint_every=0"]
     reference = _run(tmp_path / "reference", overrides)
 
     checkpoint = Trainer.checkpoint
@@ -204,9 +228,37 @@ def test_interrupt_after_a_checkpoint_then_resume_matches_an_uninterrupted_run(
     assert Run(resumed.dir).history() == reference.history()
 
 
-# -- the optimiser and the schedule -----------------------------------------------------------------
+def test_ctrl_c_between_history_and_checkpoint_loses_nothing(store, tmp_path, monkeypatch):
+    """The history of epoch 2 is on disk but its checkpoint never landed: resume redoes epoch 2
+    from the epoch-1 checkpoint and the history ends up exactly like an uninterrupted run's."""
+    overrides = ["epochs=3", "model=mlp", "threads=1", "seed=4", "checkpoint_every=0"]
+    reference = _run(tmp_path / "reference", overrides)
+
+    save, calls = torch.save, []
+
+    def save_then_ctrl_c_on_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_then_ctrl_c_on_the_second)
+    started: list[Run] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_lab(DIGITS, overrides, store=store, show_progress=False, on_start=started.append)
+    (run,) = started
+    assert [e["epoch"] for e in Run(run.dir).history("epoch")] == [0, 1]  # 1 is past the checkpoint
+    monkeypatch.setattr(torch, "save", save)
+
+    resumed = run_lab(DIGITS, [], store=store, resume=run.id, show_progress=False)
+    assert Run(resumed.dir).history() == reference.history()
+    assert resumed.summary["metrics"] == reference.summary["metrics"]
+
+
+# -- the optimiser and the schedule ----------------------------------------------------------------
 def _model() -> torch.nn.Module:
-    return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3), torch.nn.Linear(3, 2))
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3), nn.Linear(3, 2))
 
 
 def test_weight_decay_only_on_weight_matrices():
@@ -245,7 +297,7 @@ def test_constant_schedule_with_warmup():
 def test_cosine_schedule_decays_to_zero():
     lrs = _lrs("cosine", warmup=0.1)
     assert lrs[10] == pytest.approx(0.1)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert lrs[-1] < 1e-3
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from deepscape import landscape
 from deepscape.config import ConfigError, describe
@@ -135,9 +135,10 @@ def show_map(home: Home = None, as_json: AsJson = False) -> None:
 def _progress_text(progress: landscape.LabProgress, lab: landscape.Lab) -> str:
     text = MARKS[progress.state]
     if progress.best is not None:
-        text += f" (best {lab.target.metric} {progress.best:.4g}, {progress.runs} runs)"
+        runs = f"{progress.runs} run{'s' * (progress.runs != 1)}"
+        text += f" (best {lab.target.metric} {progress.best:.4g}, {runs})"
     elif progress.runs:
-        text += f" ({progress.runs} runs, none finished)"
+        text += f" ({progress.runs} run{'s' * (progress.runs != 1)}, none finished)"
     return text
 
 
@@ -186,7 +187,12 @@ def show(
     out.print(f"\n[bold]Target:[/] {lab.target}\n  {lab.target.description}")
     if options:
         table = Table(
-            "option", "type", "default", "help", title="Options (key=value)", title_justify="left"
+            Column("option", no_wrap=True),
+            Column("type", overflow="fold"),  # fold long choice lists instead of cutting them
+            "default",
+            "help",
+            title="Options (key=value)",
+            title_justify="left",
         )
         for o in options:
             table.add_row(o["name"], o["type"], repr(o["default"]), o["help"])
@@ -328,8 +334,7 @@ def runs_show(
         out.print(f"resume with: [cyan]{summary['resume_with']}[/]")
     _key_values("metrics", summary.get("metrics", {}))
     _key_values("best epoch", summary.get("best", {}))
-    if summary.get("target"):
-        t = summary["target"]
+    if (t := summary.get("target")) and t.get("reached") is not None:
         out.print(
             f"target: {t['metric']} {t['op']} {t['value']} → "
             f"{'[green]reached[/]' if t['reached'] else '[yellow]not reached[/]'}"
@@ -353,7 +358,7 @@ def _key_values(title: str, values: dict[str, Any]) -> None:
 
 def _runs_table(summaries: list[dict[str, Any]], metric: str | None, *, title: str) -> None:
     table = Table(
-        "run",
+        Column("run", no_wrap=True),  # ids are copied to --resume / runs show: keep them whole
         "lab",
         "status",
         "target metric",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,8 +28,9 @@ def option(default: Any, help: str) -> Any:
 
 def closest(word: str, choices: typing.Iterable[str]) -> str:
     """' — did you mean X?' for the closest choice, or '' when nothing is close."""
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return f" — did you mean '{match[0]}'?" if match else ""
+    by_lower = {c.lower(): c for c in choices}
+    match = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.5)
+    return f" — did you mean '{by_lower[match[0]]}'?" if match else ""
 
 
 @dataclass
@@ -109,15 +111,23 @@ def parse_value(key: str, text: str, annotation: Any) -> Any:
         if text.lower() in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{key}={text!r} is not a bool (use true or false)")
-    if annotation in (int, float):
+    if annotation is float:
         try:
-            value = float(text)
-            if annotation is int and not value.is_integer():
-                raise ValueError
+            return float(text)
         except ValueError:
-            article = "an" if annotation is int else "a"
-            raise ConfigError(f"{key}={text!r} is not {article} {_type_name(annotation)}") from None
-        return annotation(value)
+            raise ConfigError(f"{key}={text!r} is not a float") from None
+    if annotation is int:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:  # 1e3 is a fine int; 2.5 is not
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}={text!r} is not an int")
     if annotation is str:
         return text
     raise ConfigError(f"{key}: cannot set a {_type_name(annotation)} from the command line")

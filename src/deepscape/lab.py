@@ -57,7 +57,8 @@ def run_lab(
         run, config, wall_before = _reopen(store, lab, resume, list(overrides), module.Config)
     else:
         config = apply_overrides(module.Config(), overrides)
-        run = store.create(lab.id, dataclasses.asdict(config), target=str(lab.target))
+        target = {**dataclasses.asdict(lab.target), "reached": None}
+        run = store.create(lab.id, dataclasses.asdict(config), target=target)
         wall_before = 0.0
         missing = landscape.missing_prerequisites(lab, landscape.progress(the_map, store))
         if missing:

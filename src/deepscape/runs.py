@@ -22,6 +22,7 @@ import secrets
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,13 @@ def default_home() -> Path:
 def write_atomic(path: Path, text: str) -> None:
     """Write `text` to `path` so that readers see the old file or the new one, never a mix."""
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-        tmp.write(text)
-        tmp.flush()
-        os.fsync(tmp.fileno())
+        try:
+            tmp.write(text)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
     os.replace(tmp.name, path)
 
 
@@ -110,6 +115,11 @@ class Run:
                 f.flush()
                 os.fsync(f.fileno())
             self._pending.clear()
+
+    def keep_history(self, keep: Callable[[dict[str, Any]], bool]) -> None:
+        """Rewrite history.jsonl with only the committed records that `keep` accepts."""
+        records = [r for r in self.history() if keep(r)]
+        write_atomic(self.dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in records))
 
     def discard_pending(self) -> None:
         """Forget records logged after the last checkpoint (a resume will redo them)."""

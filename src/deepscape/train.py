@@ -217,10 +217,12 @@ class Trainer:
             "scheduler": scheduler.state_dict(),
             "epochs_done": epochs_done,
         }
+        # History first: if we are stopped in between, resume() drops the records past the
+        # checkpoint; the other order could leave a checkpoint whose epoch has no history.
+        self.run.commit_history()
         tmp = self.run.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, self.run.checkpoint_path)
-        self.run.commit_history()
         write_atomic(self.run.dir / "progress.txt", f"{epochs_done}/{self.config.epochs} epochs\n")
 
     def resume(self, model: nn.Module, optimizer: Any, scheduler: Any) -> int:
@@ -238,7 +240,9 @@ class Trainer:
                 f"checkpoint {path} cannot be read ({type(error).__name__}): "
                 "start a new run instead of resuming this one"
             ) from error
-        return int(state["epochs_done"])
+        epochs_done = int(state["epochs_done"])
+        self.run.keep_history(lambda record: record.get("epoch", 0) < epochs_done)
+        return epochs_done
 
     @contextmanager
     def progress_bar(self, total: int, completed: int) -> Iterator[tuple[Progress, TaskID]]:

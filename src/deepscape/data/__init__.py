@@ -104,8 +104,11 @@ def holdout(
     inputs: np.ndarray, targets: np.ndarray, fraction: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A stratified, seeded split: (kept inputs, held-out inputs, kept targets, held-out ones)."""
+    # Stratify (same class mix in both parts) unless the set is too small to have every class
+    # in the held-out part.
+    stratify = targets if fraction * len(targets) >= len(np.unique(targets)) else None
     return train_test_split(
-        inputs, targets, test_size=fraction, stratify=targets, random_state=SPLIT_SEED
+        inputs, targets, test_size=fraction, stratify=stratify, random_state=SPLIT_SEED
     )
 
 

@@ -146,13 +146,19 @@ IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (gzipped or not): 2 zero bytes, a type code, the number of dimensions,
     one big-endian uint32 per dimension, then the data."""
-    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as error:  # BadGzipFile is an OSError
+        raise DataUnavailable(f"{path} cannot be read: {error}") from error
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
         raise DataUnavailable(f"{path} is not an IDX file (bad magic number)")
-    ndim = raw[3]
+    ndim, dtype = raw[3], np.dtype(IDX_TYPES[raw[2]])
+    header = 4 + 4 * ndim
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(IDX_TYPES[raw[2]])
-    data = np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise DataUnavailable(f"{path} is truncated: header says {shape}, found {data.size} values")
-    return data.reshape(shape)
+    if len(raw) != header + int(np.prod(shape)) * dtype.itemsize:
+        raise DataUnavailable(
+            f"{path} is truncated or corrupt: its header promises {shape} values of {dtype}, "
+            f"but it holds {len(raw)} bytes"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
