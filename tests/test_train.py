@@ -315,3 +315,13 @@ def test_device_cuda_without_a_gpu_is_refused(store):
     run = store.create(DIGITS, {})
     with pytest.raises(RuntimeError, match="device=cuda but no GPU is visible to PyTorch"):
         Trainer(Config(device="cuda", threads=1), run, progress=False)
+
+
+def test_runs_of_different_precision_in_one_process(store):
+    """Accelerate's state is per process: a bf16 run after an fp32 run must not be refused."""
+    first = run_lab(DIGITS, ["epochs=2", "threads=1"], store=store, show_progress=False)
+    second = run_lab(
+        DIGITS, ["epochs=2", "threads=1", "precision=bf16"], store=store, show_progress=False
+    )
+    assert first.status == second.status == "finished"
+    assert second.summary["metrics"]["test_accuracy"] > 0.8
