@@ -9,9 +9,9 @@
 (b) MNIST: time to 99 % test accuracy of deepscape's MNIST settings vs the classic PyTorch-examples
     CNN (two conv layers, dropout, Adadelta lr 1.0, StepLR γ 0.7, batch 64) as a bare loop. The peer
     gets the same in-memory tensors and batch gathering as deepscape (no per-image transforms), so
-    it is timed at its fastest. Its test evaluations are not on its clock; deepscape's time is the
-    whole run (loading, training, validation, test, figures) of the shortest schedule that
-    reaches 99 %.
+    it is timed at its fastest. Both clocks count training only: the peer's test evaluations are
+    not on its clock; deepscape's time is its Trainer's (per-epoch validation included) for the
+    shortest schedule that reaches 99 %. The whole run's wall time is reported beside it.
 (c) trainer overhead: the same model, data, optimizer and schedule through deepscape's Trainer
     (which also records per-step diagnostics and takes checkpoints) vs a bare loop doing the same
     training and reporting train and validation loss and accuracy per epoch; median of 3
@@ -46,13 +46,29 @@ from deepscape.runs import RunStore
 from deepscape.train import Trainer, make_optimizer, make_schedule
 
 LAB = "vision/101/digits"
-MNIST_SETTINGS = ["dataset=mnist", "precision=bf16", "batch_size=128"]
-MNIST_FULL_EPOCHS = 12
+# A CNN tuned for speed on 28×28 (narrow, three stages, bf16, channels-last, no augmentation)
+MNIST_SETTINGS = [
+    "dataset=mnist",
+    "width=16",
+    "depth=3",
+    "precision=bf16",
+    "batch_size=128",
+    "augment=false",
+    "label_smoothing=0",
+    "dropout=0",
+    "lr=5e-3",
+]
+MNIST_FULL_EPOCHS = 4
 
 
 def deepscape_run(store: RunStore, overrides: list[str]) -> dict:
-    summary = run_lab(LAB, overrides, store=store, show_progress=False).summary
-    return {**summary["metrics"], "seconds": summary["wall_seconds"]}
+    run = run_lab(LAB, overrides, store=store, show_progress=False)
+    summary = run.summary
+    return {
+        **summary["metrics"],
+        "seconds": summary["wall_seconds"],
+        "training_seconds": run.history("epoch")[-1]["seconds"],
+    }
 
 
 # -- (a) ------------------------------------------------------------------------------------------
@@ -62,14 +78,21 @@ def part_a(store: RunStore) -> str:
         result = deepscape_run(store, [f"seed={seed}"])
         accs.append(result["test_accuracy"])
         secs.append(result["seconds"])
-        rows.append([f"deepscape cnn, seed {seed}", f"{result['test_accuracy']:.2%}",
-                     f"{result['seconds']:.1f}"])
+        rows.append(
+            [
+                f"deepscape cnn, seed {seed}",
+                f"{result['test_accuracy']:.2%}",
+                f"{result['seconds']:.1f}",
+            ]
+        )
     data = get_dataset("digits")
     x_train, y_train = data.train.inputs.flatten(1).numpy(), data.train.targets.numpy()
     x_test, y_test = data.test.inputs.flatten(1).numpy(), data.test.targets.numpy()
     peers = {}
-    for name, model in (("scikit-learn SVC (RBF)", SVC()),
-                        ("scikit-learn logistic regression", LogisticRegression(max_iter=2000))):
+    for name, model in (
+        ("scikit-learn SVC (RBF)", SVC()),
+        ("scikit-learn logistic regression", LogisticRegression(max_iter=2000)),
+    ):
         start = time.perf_counter()
         accuracy = model.fit(x_train, y_train).score(x_test, y_test)
         peers[name] = accuracy
@@ -125,8 +148,9 @@ def peer_mnist(data_dir: Path, max_epochs: int) -> list[tuple[int, float, float]
         clock += time.perf_counter() - start
         model.eval()
         with torch.inference_mode():
-            predictions = torch.cat([model(normalise(x)).argmax(1)
-                                     for x in data.test.inputs.split(1000)])
+            predictions = torch.cat(
+                [model(normalise(x)).argmax(1) for x in data.test.inputs.split(1000)]
+            )
         accuracy = float((predictions == data.test.targets).float().mean())
         curve.append((epoch, clock, accuracy))
         print(f"  peer epoch {epoch}: {clock:.0f} s, test {accuracy:.2%}", flush=True)
@@ -139,28 +163,41 @@ def part_b(store: RunStore, data_dir: Path) -> str:
     ours, rows = None, []
     for epochs in (1, 2, 3, 4):
         result = deepscape_run(store, [*MNIST_SETTINGS, f"data_dir={data_dir}", f"epochs={epochs}"])
-        rows.append([f"deepscape cnn, {epochs}-epoch schedule", f"{result['test_accuracy']:.2%}",
-                     f"{result['seconds']:.0f}"])
+        rows.append(
+            [
+                f"deepscape cnn, {epochs}-epoch schedule",
+                f"{result['test_accuracy']:.2%}",
+                f"{result['training_seconds']:.1f}",
+                f"{result['seconds']:.1f}",
+            ]
+        )
         print(f"  deepscape {epochs} epochs: {result}", flush=True)
         if result["test_accuracy"] >= 0.99:
-            ours = result["seconds"]
+            ours = result["training_seconds"]
             break
     full = deepscape_run(
         store, [*MNIST_SETTINGS, f"data_dir={data_dir}", f"epochs={MNIST_FULL_EPOCHS}"]
     )
-    rows.append([f"deepscape cnn, {MNIST_FULL_EPOCHS}-epoch schedule",
-                 f"{full['test_accuracy']:.2%}", f"{full['seconds']:.0f}"])
-    curve = peer_mnist(data_dir, max_epochs=4)
-    rows += [[f"PyTorch-examples CNN, after epoch {e}", f"{a:.2%}", f"{s:.0f}"]
-             for e, s, a in curve]
+    rows.append(
+        [
+            f"deepscape cnn, {MNIST_FULL_EPOCHS}-epoch schedule",
+            f"{full['test_accuracy']:.2%}",
+            f"{full['training_seconds']:.1f}",
+            f"{full['seconds']:.1f}",
+        ]
+    )
+    curve = peer_mnist(data_dir, max_epochs=8)
+    rows += [
+        [f"PyTorch-examples CNN, after epoch {e}", f"{a:.2%}", f"{s:.1f}", ""] for e, s, a in curve
+    ]
     peer = next((s for _, s, a in curve if a >= 0.99), math.nan)
     ratio = ours / peer if ours else math.nan
     return (
         f"Full MNIST from IDX files (deepscape: 55,000 train / 5,000 validation; peer: all 60,000)."
         f" deepscape settings: `{' '.join(MNIST_SETTINGS)}`.\n\n"
-        + table(["model", "test accuracy", "seconds"], rows)
-        + f"\n\n**Time to 99 % test accuracy: deepscape {ours or math.nan:.0f} s vs peer "
-        f"{peer:.0f} s = {ratio:.2f}×** (goal ≤ 0.25×: {'✓' if ratio <= 0.25 else '✗'}). "
+        + table(["model", "test accuracy", "training s", "whole run s"], rows)
+        + f"\n\n**Time to 99 % test accuracy: deepscape {ours or math.nan:.1f} s vs peer "
+        f"{peer:.1f} s = {ratio:.2f}×** (goal ≤ 0.25×: {'✓' if ratio <= 0.25 else '✗'}). "
         f"Full schedule: {full['test_accuracy']:.2%} (target ≥ 99.3 %: "
         f"{'✓' if full['test_accuracy'] >= 0.993 else '✗'}).\n"
     )
@@ -170,21 +207,34 @@ def part_b(store: RunStore, data_dir: Path) -> str:
 OVERHEAD_SETTINGS = {
     "digits default": ["threads=2"],
     "mnist-5k, bf16, batch 128": [
-        "threads=2", "dataset=mnist-5k", "precision=bf16", "batch_size=128", "epochs=4"
+        "threads=2",
+        "dataset=mnist-5k",
+        "precision=bf16",
+        "batch_size=128",
+        "epochs=4",
     ],
 }
 
 
 def _model(config: l101_digits.Config, data) -> nn.Module:
     torch.manual_seed(config.seed)
-    return build_model("cnn", images=data.train.inputs, num_classes=10, width=config.width,
-                       depth=config.depth, dropout=config.dropout)
+    return build_model(
+        "cnn",
+        images=data.train.inputs,
+        num_classes=10,
+        width=config.width,
+        depth=config.depth,
+        dropout=config.dropout,
+    )
 
 
 def bare_loop(config: l101_digits.Config, data, augment) -> float:
     model = _model(config, data)
-    loader = DataLoader(data.train, batch_size=config.batch_size, shuffle=True,
-                        collate_fn=whole_batch)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    loader = DataLoader(
+        data.train, batch_size=config.batch_size, shuffle=True, collate_fn=whole_batch
+    )
     optimizer = make_optimizer(model, config)
     scheduler = make_schedule(optimizer, config, total_steps=config.epochs * len(loader))
     bf16 = config.precision == "bf16"
@@ -194,9 +244,8 @@ def bare_loop(config: l101_digits.Config, data, augment) -> float:
         train_loss, train_correct = 0.0, 0
         for inputs, targets in loader:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = model(augment(inputs))
-            loss = F.cross_entropy(logits.float(), targets,
-                                   label_smoothing=config.label_smoothing)
+                logits = model(augment(inputs).contiguous(memory_format=memory_format))
+            loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -206,10 +255,11 @@ def bare_loop(config: l101_digits.Config, data, augment) -> float:
         model.eval()
         val_loss, val_correct = 0.0, 0
         with torch.inference_mode():
-            for inputs, targets in DataLoader(data.validation, batch_size=config.batch_size,
-                                              collate_fn=whole_batch):
+            for inputs, targets in DataLoader(
+                data.validation, batch_size=config.batch_size, collate_fn=whole_batch
+            ):
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    logits = model(inputs).float()
+                    logits = model(inputs.contiguous(memory_format=memory_format)).float()
                 val_loss += float(F.cross_entropy(logits, targets, reduction="sum"))
                 val_correct += int((logits.argmax(1) == targets).sum())
     return time.perf_counter() - start
@@ -238,15 +288,24 @@ def part_c(store: RunStore) -> str:
         ratio = median(ours) / median(bare)
         steps = config.epochs * math.ceil(len(data.train) / config.batch_size)
         verdicts.append(f"{name}: **{ratio:.3f}×** {'✓' if ratio <= 1.05 else '✗'}")
-        rows.append([name, steps, f"{median(bare):.2f}", f"{median(ours):.2f}",
-                     f"{1000 * median(bare) / steps:.1f}", f"{ratio:.3f}"])
+        rows.append(
+            [
+                name,
+                steps,
+                f"{median(bare):.2f}",
+                f"{median(ours):.2f}",
+                f"{1000 * median(bare) / steps:.1f}",
+                f"{ratio:.3f}",
+            ]
+        )
     return (
         "Seconds per training (median of 3 alternating pairs); both loops train the same model on"
         " the same batches with the same optimizer and schedule and report train and validation"
         " loss and accuracy every epoch. The Trainer also records the LR, the gradient norm and"
         " per-layer update ratios every step, goes through Accelerate, and takes checkpoints.\n\n"
-        + table(["setting", "steps", "bare loop s", "Trainer s", "bare ms/step",
-                 "Trainer / bare"], rows)
+        + table(
+            ["setting", "steps", "bare loop s", "Trainer s", "bare ms/step", "Trainer / bare"], rows
+        )
         + f"\n\nGoal ≤ 1.05×: {'; '.join(verdicts)}.\n"
     )
 
@@ -260,16 +319,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         store = RunStore(home)
         if "a" in args.parts:
-            write_section("digits-a", "vision/101/digits (a): digits vs scikit-learn",
-                          part_a(store))
+            write_section(
+                "digits-a", "vision/101/digits (a): digits vs scikit-learn", part_a(store)
+            )
         if "c" in args.parts:
             write_section("digits-c", "vision/101/digits (c): trainer overhead", part_c(store))
         if "b" in args.parts:
             if not args.mnist_dir.is_dir():
                 print(f"(b) skipped: no MNIST IDX files in {args.mnist_dir}")
             else:
-                write_section("digits-b", "vision/101/digits (b): MNIST, time to 99 %",
-                              part_b(store, args.mnist_dir))
+                write_section(
+                    "digits-b",
+                    "vision/101/digits (b): MNIST, time to 99 %",
+                    part_b(store, args.mnist_dir),
+                )
 
 
 if __name__ == "__main__":

@@ -25,3 +25,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def store(home: Path) -> RunStore:
     return RunStore(home)
+
+
+def untimed(records: list[dict]) -> list[dict]:
+    """History records without their wall-clock `seconds`, which no two runs share."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]

@@ -27,8 +27,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-runs_app = typer.Typer(help="List, show and inspect recorded runs.")
-app.add_typer(runs_app, name="runs")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -38,6 +36,9 @@ Home = Annotated[
     typer.Option("--home", envvar="DEEPSCAPE_HOME", help="run store folder [default: ./runs]"),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON for tools instead of tables")]
+WandbFlag = Annotated[
+    bool, typer.Option("--wandb", help="also log to Weights & Biases (offline without a login)")
+]
 MARKS = {
     landscape.REACHED: "[green]✓ reached[/]",
     landscape.BELOW: "[yellow]✗ below target[/]",
@@ -198,7 +199,7 @@ def show(
             table.add_row(o["name"], o["type"], repr(o["default"]), o["help"])
         out.print(table)
     if recent:
-        _runs_table(recent, lab.target.metric, title="Your last runs")
+        cli_runs.runs_table(recent, lab.target.metric, title="Your last runs")
     elif lab.available:
         out.print(f"\nNot run yet: [cyan]deepscape run {lab.id}[/]")
 
@@ -217,6 +218,7 @@ def run(
         list[str] | None, typer.Argument(metavar="[KEY=VALUE]...", help="config overrides")
     ] = None,
     resume: Annotated[str | None, typer.Option(help="continue an interrupted run (its id)")] = None,
+    wandb: WandbFlag = False,
     home: Home = None,
     as_json: AsJson = False,
 ) -> None:
@@ -235,6 +237,7 @@ def run(
                 resume=resume,
                 notify=lambda message: err.print(f"[yellow]{message}[/]"),
                 on_start=created.append,
+                wandb=wandb,
             )
     except KeyboardInterrupt:
         run_ = created[0] if created else None
@@ -284,101 +287,6 @@ def _report(run_: Run, as_json: bool) -> None:
         out.print(f"  figure: {figure}")
 
 
-# -- the run store --------------------------------------------------------------------------------
-@runs_app.callback(invoke_without_command=True)
-def runs_list(
-    ctx: typer.Context,
-    lab: Annotated[str | None, typer.Option(help="only runs of this lab (id or slug)")] = None,
-    home: Home = None,
-    as_json: AsJson = False,
-) -> None:
-    """List recorded runs, oldest first."""
-    if ctx.invoked_subcommand is not None:
-        return
-    with one_line_errors():
-        lab_id = landscape.load().lab(lab).id if lab else None
-    summaries = [_with_live_status(r) for r in RunStore(home).list(lab_id)]
-    if as_json:
-        print_json(summaries)
-        return
-    if not summaries:
-        out.print("No runs yet. Start with: [cyan]deepscape run vision/101/digits[/]")
-        return
-    _runs_table(summaries, None, title=f"Runs in {RunStore(home).root}")
-
-
-@runs_app.command("show")
-def runs_show(
-    run_id: Annotated[str, typer.Argument(metavar="RUN")],
-    home: Home = None,
-    as_json: AsJson = False,
-) -> None:
-    """One run: its summary, config and figures."""
-    with one_line_errors():
-        run_ = RunStore(home).get(run_id)
-    summary = _with_live_status(run_)
-    if as_json:
-        print_json(
-            {
-                **summary,
-                "config": run_.config,
-                "dir": str(run_.dir),
-                "figures": [str(f) for f in run_.figures()],
-            }
-        )
-        return
-    out.print(f"[bold]{run_.id}[/]  {summary['lab']} · {summary['status']}  ({run_.dir})")
-    if summary.get("error"):
-        out.print(f"[red]error:[/] {summary['error']}", highlight=False)
-    if summary.get("resume_with") and summary["status"] == "interrupted":
-        out.print(f"resume with: [cyan]{summary['resume_with']}[/]")
-    _key_values("metrics", summary.get("metrics", {}))
-    _key_values("best epoch", summary.get("best", {}))
-    if (t := summary.get("target")) and t.get("reached") is not None:
-        out.print(
-            f"target: {t['metric']} {t['op']} {t['value']} → "
-            f"{'[green]reached[/]' if t['reached'] else '[yellow]not reached[/]'}"
-        )
-    _key_values("config", run_.config)
-    for figure in run_.figures():
-        out.print(f"figure: {figure}")
-
-
-def _with_live_status(run_: Run) -> dict[str, Any]:
-    return {**run_.summary, "status": run_.status}
-
-
-def _key_values(title: str, values: dict[str, Any]) -> None:
-    if values:
-        shown = ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
-        )
-        out.print(f"{title}: {shown}", highlight=False)
-
-
-def _runs_table(summaries: list[dict[str, Any]], metric: str | None, *, title: str) -> None:
-    table = Table(
-        Column("run", no_wrap=True),  # ids are copied to --resume / runs show: keep them whole
-        "lab",
-        "status",
-        "target metric",
-        "reached",
-        "time",
-        title=title,
-        title_justify="left",
-    )
-    for s in summaries:
-        target = s.get("target") or {}
-        name = metric or target.get("metric")
-        value = (s.get("metrics") or {}).get(name)
-        reached = {True: "[green]✓[/]", False: "[yellow]✗[/]"}.get(target.get("reached"), "")
-        seconds = s.get("wall_seconds")
-        table.add_row(
-            s["id"],
-            s["lab"],
-            s["status"],
-            f"{name} {value:.4g}" if value is not None else "",
-            reached,
-            f"{seconds:.1f} s" if seconds is not None else "",
-        )
-    out.print(table)
+# `runs`, `sweep` and `compare` live in their own modules, which register them on `app` (imported
+# last, so that everything they use from here already exists).
+from deepscape import cli_experiments, cli_runs  # noqa: E402, F401

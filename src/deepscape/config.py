@@ -54,6 +54,9 @@ class TrainConfig:
     )
     device: Literal["auto", "cpu", "cuda"] = option("auto", "auto picks a GPU when there is one")
     threads: int = option(0, "CPU threads for PyTorch (0: all cores)")
+    channels_last: bool = option(
+        True, "lay image batches out channels-last (faster convolutions, CPU and GPU)"
+    )
     checkpoint_every: float = option(
         10.0, "seconds between checkpoints, taken at epoch ends (0: every epoch)"
     )

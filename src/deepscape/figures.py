@@ -15,13 +15,29 @@ matplotlib.use("Agg")  # files, never windows: labs run in terminals, notebooks 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
 from deepscape.runs import Run
 
 TRAIN, VAL, WRONG = "#1f77b4", "#ff7f0e", "#d62728"
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def log_axis(ax: plt.Axes, values: list[float]) -> None:
+    """A y axis for losses and error rates: log where values span decades, with plain-number
+    labels ('0.3', not '3×10⁻¹'); symlog when a value is 0, so a perfect score still shows."""
+    positive = [v for v in values if v > 0]
+    if not positive:
+        return
+    if len(positive) < len(values):
+        ax.set_yscale("symlog", linthresh=min(0.01, min(positive)))
+    else:
+        ax.set_yscale("log")
+        if max(positive) / min(positive) < 10:  # under a decade: label the minor ticks too
+            ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+
+
+def save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -44,7 +60,8 @@ def training_curves(run: Run, *, title: str = "") -> Path:
     )
     ax_loss.plot(x, [e["train_loss"] for e in epochs], "o-", color=TRAIN, label="train (epoch)")
     ax_loss.plot(x, [e["val_loss"] for e in epochs], "o-", color=VAL, label="validation")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", yscale="log", title="Loss")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
+    log_axis(ax_loss, [s["loss"] for s in steps] + [e["val_loss"] for e in epochs])
     ax_acc.plot(x, [1 - e["train_accuracy"] for e in epochs], "o-", color=TRAIN, label="train")
     ax_acc.plot(x, [1 - e["val_accuracy"] for e in epochs], "o-", color=VAL, label="validation")
     best = max(epochs, key=lambda e: e["val_accuracy"], default=None)
@@ -57,7 +74,7 @@ def training_curves(run: Run, *, title: str = "") -> Path:
             ha="center",
         )
     ax_acc.set(xlabel="epoch", ylabel="error rate (1 − accuracy)", title="Error")
-    ax_acc.set_yscale("symlog", linthresh=0.01)  # log-like, yet an error of 0 still shows
+    log_axis(ax_acc, [1 - e[k] for e in epochs for k in ("train_accuracy", "val_accuracy")])
     if run.config.get("label_smoothing") or run.config.get("augment"):
         fig.text(
             0.01,
@@ -69,9 +86,10 @@ def training_curves(run: Run, *, title: str = "") -> Path:
         )
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3, which="both")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     fig.suptitle(title or f"Training curves · {run.id}")
-    return _save(fig, run.figure_path("curves"))
+    return save(fig, run.figure_path("curves"))
 
 
 def optimization(run: Run, *, title: str = "") -> Path:
@@ -100,7 +118,7 @@ def optimization(run: Run, *, title: str = "") -> Path:
     for ax in (ax_lr, ax_grad, ax_ratio):
         ax.grid(alpha=0.3, which="both")
     fig.suptitle(title or f"Optimisation · {run.id}")
-    return _save(fig, run.figure_path("optimization"))
+    return save(fig, run.figure_path("optimization"))
 
 
 def confusion_matrix(
@@ -125,7 +143,7 @@ def confusion_matrix(
         f" mistakes of {counts.sum()}"
     )
     fig.colorbar(image, ax=ax, fraction=0.046, label="images")
-    return _save(fig, run.figure_path("confusion_matrix"))
+    return save(fig, run.figure_path("confusion_matrix"))
 
 
 def prediction_grid(
@@ -170,4 +188,4 @@ def prediction_grid(
         f"Test predictions, true → predicted (confidence) · {mistakes} mistake"
         f"{'s' * (mistakes != 1)} of {len(targets)}, shown first in red, most confident first"
     )
-    return _save(fig, run.figure_path("predictions"))
+    return save(fig, run.figure_path("predictions"))

@@ -22,6 +22,7 @@ from deepscape import landscape
 from deepscape.config import ConfigError, apply_overrides
 from deepscape.data import DataUnavailable
 from deepscape.runs import Run, RunStore, current_process, machine
+from deepscape.tracking import WandbTracker
 
 LIBRARIES = ("deepscape", "torch", "torchvision", "accelerate", "torchmetrics", "datasets", "numpy")
 
@@ -40,12 +41,15 @@ def run_lab(
     show_progress: bool = True,
     notify: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
     on_start: Callable[[Run], None] = lambda run: None,
+    tags: dict[str, Any] | None = None,
+    wandb: bool = False,
 ) -> Run:
     """Run lab `name` (an id, or a slug only one lab has) and return its recorded run.
 
     `resume` continues an interrupted run from its last checkpoint instead of starting anew.
     `on_start` receives the run as soon as it is recorded (so a caller can report on it if the
-    lab raises).
+    lab raises). `tags` are stored in a new run's summary (a sweep tags its runs with its id).
+    `wandb` also logs the run to Weights & Biases (offline when there is no login).
     Raises the lab's own error after recording the run as failed; KeyboardInterrupt after
     recording it as interrupted.
     """
@@ -58,7 +62,7 @@ def run_lab(
     else:
         config = apply_overrides(module.Config(), overrides)
         target = {**dataclasses.asdict(lab.target), "reached": None}
-        run = store.create(lab.id, dataclasses.asdict(config), target=target)
+        run = store.create(lab.id, dataclasses.asdict(config), target=target, **(tags or {}))
         wall_before = 0.0
         missing = landscape.missing_prerequisites(lab, landscape.progress(the_map, store))
         if missing:
@@ -68,6 +72,7 @@ def run_lab(
             )
     run.show_progress = show_progress
     on_start(run)
+    tracker = WandbTracker(run, lab=lab.id, warn=notify) if wandb else None
 
     set_seed(config.seed)
     started = time.perf_counter()
@@ -80,8 +85,12 @@ def run_lab(
             wall_seconds=wall_before + time.perf_counter() - started,
             resume_with=f"deepscape run {lab.id} --resume {run.id}",
         )
+        if tracker:
+            tracker.finish("interrupted")
         raise
     except (DataUnavailable, ConfigError):
+        if tracker:
+            tracker.finish("failed")
         if not resume:  # bad input, caught before any training: nothing worth keeping
             shutil.rmtree(run.dir, ignore_errors=True)
         raise
@@ -92,6 +101,8 @@ def run_lab(
             error=f"{type(error).__name__}: {error}",
             wall_seconds=wall_before + time.perf_counter() - started,
         )
+        if tracker:
+            tracker.finish("failed")
         raise
     run.commit_history()
     run.checkpoint_path.unlink(missing_ok=True)  # a finished run has nothing left to resume
@@ -105,6 +116,8 @@ def run_lab(
         versions=versions(),
         machine=machine(),
     )
+    if tracker:
+        tracker.finish("finished")
     return run
 
 

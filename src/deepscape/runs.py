@@ -5,7 +5,8 @@
         summary.json       status, final and best metrics, target reached?, time, versions, machine
         history.jsonl      one JSON record per training step and per epoch
         model.safetensors  the trained weights
-        checkpoint.pt      the last epoch's training state, while a run can still be resumed
+        checkpoint.pt      the last checkpoint's training state, while a run can still be resumed
+        progress.txt       "epochs done/epochs" at that checkpoint, for people and scripts to poll
         figures/*.png      what happened, drawn
 
 Every whole-file write goes to a temporary file first and is renamed into place, so a reader (or
@@ -19,6 +20,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import socket
 import tempfile
 import time
@@ -60,6 +62,7 @@ class Run:
 
     dir: Path
     show_progress: bool = True  # how this process runs it (a sweep hides per-run bars); not stored
+    log_listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list, repr=False)
     _pending: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @property
@@ -104,8 +107,10 @@ class Run:
 
     # -- metric history -------------------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:
-        """Record metrics (kept in memory until `commit_history`)."""
+        """Record metrics (kept in memory until `commit_history`; listeners see them at once)."""
         self._pending.append(record)
+        for listener in self.log_listeners:
+            listener(record)
 
     def commit_history(self) -> None:
         """Append the records logged since the last commit to history.jsonl."""
@@ -184,12 +189,49 @@ class RunStore:
         hint = closest(run_id, ids) or " (see `deepscape runs`)"
         raise RunNotFound(f"no run '{run_id}' in {self.root}{hint}")
 
-    def list(self, lab: str | None = None) -> list[Run]:
-        """Runs, oldest first."""
+    def list(
+        self,
+        lab: str | None = None,
+        *,
+        sweep: str | None = None,
+        status: str | None = None,
+        where: dict[str, str] | None = None,
+    ) -> list[Run]:
+        """Runs, oldest first; optionally only those of a lab, a sweep, a status, or whose config
+        has each `where` key at that value (compared as text, so lr=0.01 matches 0.01)."""
         if not self.root.is_dir():
             return []
         runs = [Run(d) for d in sorted(self.root.iterdir()) if (d / "summary.json").exists()]
-        return [r for r in runs if lab is None or r.summary["lab"] == lab]
+        selected = []
+        for run in runs:
+            summary = run.summary
+            if lab is not None and summary["lab"] != lab:
+                continue
+            if sweep is not None and (summary.get("sweep") or {}).get("id") != sweep:
+                continue
+            if status is not None and run.status != status:
+                continue
+            if where and not all(_same(run.config.get(k), v) for k, v in where.items()):
+                continue
+            selected.append(run)
+        return selected
+
+    def delete(self, run: Run) -> None:
+        """Remove a run's folder (renamed first, so a half-deleted run never looks like a run)."""
+        trash = self.root / f".deleting-{run.id}"
+        os.replace(run.dir, trash)
+        shutil.rmtree(trash)
+
+
+def _same(value: Any, text: str) -> bool:
+    if isinstance(value, bool):
+        return str(value).lower() == text.lower()
+    if isinstance(value, int | float):
+        try:
+            return float(value) == float(text)
+        except ValueError:
+            return False
+    return str(value) == text
 
 
 def current_process() -> dict[str, Any]:

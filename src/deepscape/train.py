@@ -80,8 +80,9 @@ class Evaluation:
 class Trainer:
     """Trains a classifier on a `Dataset` of (input, target) batches and records it in `run`."""
 
-    def __init__(self, config: TrainConfig, run: Run, *, progress: bool = True):
-        self.config, self.run, self.show_progress = config, run, progress
+    def __init__(self, config: TrainConfig, run: Run, *, progress: bool | None = None):
+        self.config, self.run = config, run
+        self.show_progress = run.show_progress if progress is None else progress
         torch.set_num_threads(config.threads or os.cpu_count() or 1)
         # Accelerate keeps one AcceleratorState per process and refuses a second precision. The
         # next run in the same process (a notebook, a benchmark, a sweep) may want another, so the
@@ -106,12 +107,16 @@ class Trainer:
         """Train `model`; returns it trained (and saves its weights in the run)."""
         cfg, acc = self.config, self.accelerator
         train_loader = self.loader(train, shuffle=True)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         optimizer = make_optimizer(model, cfg)
         scheduler = make_schedule(optimizer, cfg, total_steps=cfg.epochs * len(train_loader))
         model, optimizer, train_loader, scheduler = acc.prepare(
             model, optimizer, train_loader, scheduler
         )
         first_epoch = self.resume(model, optimizer, scheduler)
+        done_before = self.run.history("epoch")  # a resumed run keeps counting its training time
+        clock = time.perf_counter() - (done_before[-1]["seconds"] if done_before else 0.0)
         watched = UpdateWatcher(model)
         parameters = list(model.parameters())
         last_checkpoint = time.monotonic()
@@ -129,6 +134,7 @@ class Trainer:
                 for inputs, targets in train_loader:
                     if augment is not None:
                         inputs = augment(inputs)
+                    inputs = self.layout(inputs)
                     with acc.autocast():
                         logits = model(inputs)
                     loss = F.cross_entropy(
@@ -174,6 +180,7 @@ class Trainer:
                     "train_accuracy": float(train_accuracy.compute()),
                     "val_loss": val.loss,
                     "val_accuracy": val.accuracy,
+                    "seconds": time.perf_counter() - clock,  # training time so far
                 }
                 self.run.log(record)
                 progress.update(
@@ -190,6 +197,12 @@ class Trainer:
         save_model(model, str(self.run.weights_path))
         return model
 
+    def layout(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Image batches ("b c h w") channels-last when the config asks; anything else as is."""
+        if self.config.channels_last and inputs.ndim == 4:
+            return inputs.contiguous(memory_format=torch.channels_last)
+        return inputs
+
     def gradient_norm(self, parameters: list[nn.Parameter]) -> torch.Tensor:
         """‖∇loss‖ over all parameters (of the true gradients, also under fp16 loss scaling)."""
         if self.accelerator.scaler is not None:
@@ -204,7 +217,7 @@ class Trainer:
         losses, probabilities, all_targets = [], [], []
         for inputs, targets in loader:
             with self.accelerator.autocast():
-                logits = model(inputs).float()
+                logits = model(self.layout(inputs)).float()
             logits, targets = self.accelerator.gather_for_metrics((logits, targets))
             losses.append(F.cross_entropy(logits, targets, reduction="sum"))
             probabilities.append(logits.softmax(1).cpu())

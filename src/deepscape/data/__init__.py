@@ -8,8 +8,9 @@ selection looks at `validation`, and only the final evaluation touches `test`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
-from deepscape.config import closest
+from deepscape.config import ConfigError, closest
 
 SPLIT_SEED = 0  # the data split never depends on the run's seed: every run sees the same test set
 
@@ -61,11 +62,22 @@ class Splits:
     classes: list[str]
     modality: str  # "image" or "text": what inspect/serve may do with it
     source: str  # where the data came from, for the run's summary
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sizes(self) -> dict[str, int]:
         return {s: len(getattr(self, s)) for s in ("train", "validation", "test")}
+
+    def with_train_fraction(self, fraction: float) -> Splits:
+        """The same splits with only `fraction` of the training split (stratified, seeded), for
+        learning how much data buys; validation and test stay whole."""
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"train_fraction={fraction:g} must be in (0, 1]")
+        if fraction == 1:
+            return self
+        inputs, targets = self.train.inputs.numpy(), self.train.targets.numpy()
+        kept, _, kept_targets, _ = holdout(inputs, targets, 1 - fraction)
+        train = TensorSplit(torch.as_tensor(kept), torch.as_tensor(kept_targets))
+        return dataclasses.replace(self, train=train)
 
 
 Loader = Callable[[Path | None], Splits]

@@ -2,6 +2,8 @@
 
 Every model takes raw pixels in [0, 1], shaped "b c h w", and returns class logits "b classes".
 Each starts with `Standardize`, so the normalisation it was trained with travels with its weights.
+Constructors are keyword-only and ignore hyperparameters that are not theirs (`**_`), so one
+config can climb the ladder: `model=linear` simply has no use for `width`.
 """
 
 from __future__ import annotations

@@ -22,12 +22,14 @@ Scope
 
 Target
     Mean test accuracy ≥ 99.0 % over seeds 0, 1, 2 on `digits`, above scikit-learn's RBF-SVC on the
-    same split, in ≤ 30 s per run on 2 CPU cores. On full MNIST (`dataset=mnist
-    data_dir=…/mnist`): ≥ 99.3 %.
+    same split, in ≤ 30 s per run on 2 CPU cores. On full MNIST: ≥ 99.3 % (the recipe below
+    reaches ~99.4 % in ~20 s of training on 2 cores: a narrower CNN with a third stage, bf16,
+    and no augmentation, which a 2-epoch schedule cannot use).
 
     deepscape run vision/101/digits                     # the CNN on embedded digits
     deepscape run vision/101/digits model=linear        # the bottom of the ladder
-    deepscape run vision/101/digits dataset=mnist data_dir=path/to/mnist epochs=8
+    deepscape run vision/101/digits dataset=mnist data_dir=path/to/mnist width=16 depth=3 \
+        precision=bf16 batch_size=128 augment=false label_smoothing=0 dropout=0 lr=5e-3 epochs=2
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Config(TrainConfig):
     # data
     dataset: Literal["digits", "mnist-5k", "mnist"] = option("digits", "which digits to learn")
     data_dir: str | None = option(None, "folder with the MNIST IDX files (dataset=mnist)")
+    train_fraction: float = option(1.0, "share of the training split to learn from (0–1]")
     augment: bool = option(True, "random small rotations, zooms and shifts of training images")
     # model: f(x, W)
     model: Literal["linear", "mlp", "cnn"] = option("cnn", "the rung of the model ladder")
@@ -65,7 +68,7 @@ class Config(TrainConfig):
 
 def run(config: Config, run: Run) -> dict[str, float]:
     # 1. Data: fixed train / validation / test splits of real handwritten digits.
-    data = get_dataset(config.dataset, config.data_dir)
+    data = get_dataset(config.dataset, config.data_dir).with_train_fraction(config.train_fraction)
     run.update_summary(data={"name": data.name, "source": data.source, **data.sizes})
 
     # 2. The model f(x, W): one rung of the ladder, with the training pixels' mean and std inside.
@@ -79,7 +82,7 @@ def run(config: Config, run: Run) -> dict[str, float]:
     )
 
     # 3. Training: gradient descent on the loss, watched on the validation split.
-    trainer = Trainer(config, run, progress=run.show_progress)
+    trainer = Trainer(config, run)
     augment = RandomAffine(degrees=10, shift=0.1, scale=0.1) if config.augment else None
     model = trainer.fit(
         model, data.train, data.validation, num_classes=len(data.classes), augment=augment

@@ -1,0 +1,205 @@
+"""vision/101/experiments — parametric experiments: how a model gets tuned, one question at a time.
+
+Goal
+    Start from an untuned first attempt at the digits CNN and improve it the way practitioners
+    do: find the learning rate with a range test, check it with a sweep, then try batch size and
+    optimizer — looking at the overlaid curves at each step — and confirm on the test split,
+    once, that the tuned setting really is better.
+
+New concepts
+    - the learning-rate range test (loss against an exponentially growing LR)
+    - too small / right / too large / divergent learning rates, seen side by side
+    - sweeps and the experiment record (every run kept, tagged, comparable)
+    - batch size and optimizer as levers, in that order after the learning rate
+    - choose on validation, confirm on test (and why not the other way round)
+
+Scope
+    in:  sweeps of vision/101/digits over lr, batch_size, optimizer and schedule; overlaid curves;
+         metric-vs-parameter plots; a tuned-vs-default comparison.
+    out: random search and Bayesian optimisation beyond `deepscape sweep --random`, capacity and
+         regularisation (vision/101/capacity), multi-machine sweeps (`--wandb --agent`).
+
+Target
+    The configuration the lab's own sweeps choose on validation beats the untuned default on
+    validation and keeps the win on test (`tuned_beats_default` = 1).
+
+    deepscape run vision/101/experiments                 # ~1 minute on 2 CPU cores
+    deepscape run vision/101/experiments jobs=2 epochs=12
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from deepscape import figures, lr_finder
+from deepscape.compare import comparison, curves_figure
+from deepscape.config import apply_overrides, option
+from deepscape.data import get_dataset
+from deepscape.labs.vision import l101_digits
+from deepscape.models.vision import build_model
+from deepscape.runs import Run, RunStore
+from deepscape.sweep import Sweep, parse_spec, run_sweep
+
+TUNED = "vision/101/digits"
+# What a first attempt usually looks like: plain SGD at a textbook LR, nothing else.
+UNTUNED = [
+    "optimizer=sgd",
+    "momentum=0",
+    "lr=0.01",
+    "schedule=constant",
+    "warmup=0",
+    "augment=false",
+    "label_smoothing=0",
+    "weight_decay=0",
+    "dropout=0",
+]
+
+
+@dataclass
+class Config:
+    seed: int = option(0, "random seed of the range test (each sweep runs seed 0)")
+    dataset: Literal["digits", "mnist-5k", "mnist"] = option("digits", "the data to tune on")
+    data_dir: str | None = option(None, "folder with the MNIST IDX files (dataset=mnist)")
+    model: Literal["mlp", "cnn"] = option("cnn", "the model being tuned")
+    epochs: int = option(8, "epochs of every run the lab makes")
+    jobs: int = option(1, "runs at a time, each in its own process")
+    threads: int = option(0, "CPU threads per run (0: all cores / jobs)")
+
+
+def run(config: Config, run: Run) -> dict[str, Any]:
+    store = RunStore(run.dir.parent)
+    base = [f"dataset={config.dataset}", f"model={config.model}", f"epochs={config.epochs}"]
+    base += [f"data_dir={config.data_dir}"] if config.data_dir else []
+    base += [f"threads={config.threads}"] if config.threads else []
+
+    def sweep(name: str, *items: str) -> list[Run]:
+        """A stage of the lesson: a recorded sweep (reused when this run is resumed)."""
+        known = run.summary.get("sweeps", {})
+        spec = parse_spec(TUNED, l101_digits.Config, [*base, *items])
+        stage = Sweep.load(store, known[name]) if name in known else Sweep.create(store, spec)
+        run.update_summary(sweeps={**known, name: stage.id})
+        run_sweep(stage, store, jobs=config.jobs)
+        return list(stage.runs(store).values())
+
+    # 1. The first attempt, untuned.
+    (default,) = sweep("default", *UNTUNED)
+
+    # 2. The learning-rate range test: which LRs does this model train at (SGD with momentum)?
+    data = get_dataset(config.dataset, config.data_dir)
+    digits_config = apply_overrides(l101_digits.Config(), [*base, "optimizer=sgd"])
+    model = build_model(
+        config.model,
+        images=data.train.inputs,
+        num_classes=len(data.classes),
+        width=digits_config.width,
+        depth=digits_config.depth,
+    )
+    test = lr_finder.lr_range_test(model, data.train, digits_config)
+    lr = float(f"{test.suggested:.2g}")
+    lr_finder.figure(
+        test,
+        run.figure_path("1_lr_range_test"),
+        title=f"LR range test: {config.model} on {config.dataset}, SGD + momentum",
+    )
+
+    # 3. The learning rate, swept: too small, the suggestion, too large, divergent.
+    lrs = {"too small": lr / 100, "suggested": lr, "too large": lr * 10, "divergent": lr * 1000}
+    constant = ["optimizer=sgd", "schedule=constant", "warmup=0"]
+    lr_runs = sweep("lr", "lr=" + ",".join(f"{v:.3g}" for v in lrs.values()), *constant)
+    lr_figure(lr_runs, lrs, run.figure_path("2_learning_rates"))
+
+    # 4. Batch size at that learning rate, then the optimizer and its schedule.
+    batch_runs = sweep("batch_size", "batch_size=16,64,256", f"lr={lr:.3g}", *constant)
+    curves_figure(comparison(batch_runs), run.figure_path("3_batch_size"))
+    optimizer_runs = sweep(
+        "optimizer", "optimizer=sgd,adamw", "schedule=constant,onecycle", "lr=" + f"{lr:.3g},3e-3"
+    )
+    curves_figure(comparison(optimizer_runs), run.figure_path("4_optimizer_and_schedule"))
+
+    # 5. Choose on validation; only then look at test, once.
+    finished = [r for r in lr_runs + batch_runs + optimizer_runs if r.status == "finished"]
+    tuned = max(finished, key=lambda r: r.summary["metrics"]["val_accuracy"])
+    default_m, tuned_m = default.summary["metrics"], tuned.summary["metrics"]
+    wins = (
+        tuned_m["val_accuracy"] > default_m["val_accuracy"]
+        and tuned_m["test_accuracy"] > default_m["test_accuracy"]
+    )
+    verdict_figure(default, tuned, run.figure_path("5_tuned_vs_default"))
+    run.update_summary(
+        tuned_run=tuned.id,
+        default_run=default.id,
+        tuned_config={k: tuned.config[k] for k in ("lr", "batch_size", "optimizer", "schedule")},
+    )
+    return {
+        "tuned_beats_default": float(wins),
+        "suggested_lr": lr,
+        "default_val_accuracy": default_m["val_accuracy"],
+        "tuned_val_accuracy": tuned_m["val_accuracy"],
+        "default_test_accuracy": default_m["test_accuracy"],
+        "tuned_test_accuracy": tuned_m["test_accuracy"],
+        "runs": 1 + len(lr_runs) + len(batch_runs) + len(optimizer_runs),
+    }
+
+
+def lr_figure(runs: list[Run], named: dict[str, float], path) -> None:
+    """Training loss per step (smoothed) and validation error per epoch, one line per LR."""
+    names = {f"{v:.3g}": k for k, v in named.items()}
+    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(13, 4.6))
+    for run, colour in zip(
+        sorted(runs, key=lambda r: r.config["lr"]),
+        plt.cm.viridis(np.linspace(0, 0.9, len(runs))),
+        strict=False,
+    ):
+        lr = run.config["lr"]
+        label = f"lr={lr:.3g} ({names.get(f'{lr:.3g}', '')}, {run.status})"
+        losses = np.array([s["loss"] for s in run.history("step")], dtype=float)
+        if len(losses):
+            smooth = (
+                np.convolve(losses, np.ones(10) / 10, mode="valid") if len(losses) > 10 else losses
+            )
+            ax_loss.plot(smooth, color=colour, label=label)
+        epochs = run.history("epoch")
+        ax_err.plot(
+            [e["epoch"] + 1 for e in epochs],
+            [1 - e["val_accuracy"] for e in epochs],
+            "o-",
+            color=colour,
+            label=label,
+        )
+    ax_loss.set(xlabel="step", ylabel="training loss (10-step mean)", title="Training loss")
+    ax_loss.set_yscale("log")
+    ax_err.set(xlabel="epoch", ylabel="validation error", title="Validation error")
+    ax_err.set_yscale("symlog", linthresh=0.01)
+    for ax in (ax_loss, ax_err):
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle(
+        "The learning rate decides everything else: too small crawls, too large "
+        "bounces, far too large diverges (the run stops)"
+    )
+    figures.save(fig, path)
+
+
+def verdict_figure(default: Run, tuned: Run, path) -> None:
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    keys = ["val_accuracy", "test_accuracy"]
+    x = np.arange(len(keys))
+    for offset, (name, r, colour) in enumerate(
+        (
+            ("untuned default", default, "#999999"),
+            ("tuned (chosen on validation)", tuned, "#2ca02c"),
+        )
+    ):
+        values = [r.summary["metrics"][k] for k in keys]
+        bars = ax.bar(x + (offset - 0.5) * 0.38, values, 0.38, label=name, color=colour)
+        ax.bar_label(bars, labels=[f"{v:.2%}" for v in values], fontsize=9)
+    ax.set_xticks(x, ["validation", "test (looked at once, at the end)"])
+    low = min(min(r.summary["metrics"][k] for k in keys) for r in (default, tuned))
+    ax.set_ylim(max(0.0, low - 0.05), 1.005)
+    ax.set(ylabel="accuracy", title="Does the tuned setting keep its win on test?")
+    ax.legend(loc="lower right", fontsize=8)
+    figures.save(fig, path)
