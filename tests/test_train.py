@@ -326,3 +326,9 @@ def test_runs_of_different_precision_in_one_process(store):
     )
     assert first.status == second.status == "finished"
     assert second.summary["metrics"]["test_accuracy"] > 0.8
+
+
+def test_plain_sgd_without_momentum_is_accepted():
+    model = _model()
+    optimizer = make_optimizer(model, TrainConfig(optimizer="sgd", momentum=0.0))
+    assert optimizer.defaults["momentum"] == 0 and optimizer.defaults["nesterov"] is False

@@ -49,6 +49,10 @@ def sweep(
             if lab_name is None:
                 raise ConfigError("name a lab to sweep, e.g. deepscape sweep digits lr=1e-3,1e-2")
             lab = landscape.load().lab(lab_name)
+            if not any("," in p or ".." in p for p in params or []) and seeds == 1:
+                raise ConfigError(
+                    "nothing to sweep: give key=v1,v2, a range with --random N, or --seeds K"
+                )
             spec = parse_spec(
                 lab.id, lab.module().Config, params or [], seeds=seeds, random_draws=random
             )

@@ -71,7 +71,7 @@ def curves_figure(result: Comparison, path: Path) -> Path:
 
     from deepscape.figures import log_axis, save
 
-    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(15, 4.8))
     labels = list(dict.fromkeys(result.label(run) for run in result.runs))
     palette = (
         plt.cm.tab10.colors
@@ -108,8 +108,12 @@ def curves_figure(result: Comparison, path: Path) -> Path:
     for ax in (ax_loss, ax_err):
         ax.grid(alpha=0.3, which="both")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_err.legend(
-        fontsize=8, title="validation (solid) · train (dashed)", title_fontsize=8, loc="upper right"
+    ax_err.legend(  # outside the axes: never over a curve
+        fontsize=8,
+        title="validation (solid)\ntrain (dashed)",
+        title_fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1),
     )
     fig.suptitle(f"{len(result.runs)} runs compared, labelled by what differs")
     return save(fig, path)

@@ -107,6 +107,8 @@ class Landscape:
         if name in by_id:
             return by_id[name]
         same_slug = [lab for lab in self.labs if lab.slug == name]
+        if len(same_slug) > 1:  # prefer the one you can run, if only one can be
+            same_slug = [lab for lab in same_slug if lab.available] or same_slug
         if len(same_slug) == 1:
             return same_slug[0]
         if same_slug:

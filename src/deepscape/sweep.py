@@ -125,7 +125,10 @@ def parse_spec(
         values = text.split(",")
         if any(v.strip() == "" for v in values):
             raise SweepError(f"'{item}': empty value in the list (write {key}=a,b,c)")
-        parsed = tuple(parse_value(key, v.strip(), hints[key]) for v in values)
+        try:
+            parsed = tuple(parse_value(key, v.strip(), hints[key]) for v in values)
+        except ConfigError as error:
+            raise SweepError(str(error)) from None
         if len(parsed) == 1:
             fixed.append(f"{key}={values[0].strip()}")
         else:
@@ -133,10 +136,6 @@ def parse_spec(
     if any(isinstance(p, Range) for p in params.values()) and not random_draws:
         ranged = next(k for k, p in params.items() if isinstance(p, Range))
         raise SweepError(f"'{ranged}' is a range: ranges need --random N (how many draws)")
-    if not params and seeds == 1:
-        raise SweepError(
-            "nothing to sweep: give key=v1,v2 or a range with --random N, or --seeds K"
-        )
     return SweepSpec(lab_id, params, seeds, random_draws, tuple(fixed))
 
 

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from deepscape import figures, lr_finder
 from deepscape.compare import comparison, curves_figure
@@ -87,6 +88,11 @@ def run(config: Config, run: Run) -> dict[str, Any]:
 
     # 1. The first attempt, untuned.
     (default,) = sweep("default", *UNTUNED)
+    if default.status != "finished":
+        raise RuntimeError(
+            f"the untuned default run {default.id} {default.status}: "
+            f"{default.summary.get('error', 'see deepscape runs show')}"
+        )
 
     # 2. The learning-rate range test: which LRs does this model train at (SGD with momentum)?
     data = get_dataset(config.dataset, config.data_dir)
@@ -146,23 +152,32 @@ def run(config: Config, run: Run) -> dict[str, Any]:
 
 
 def lr_figure(runs: list[Run], named: dict[str, float], path) -> None:
-    """Training loss per step (smoothed) and validation error per epoch, one line per LR."""
+    """Training loss per step (smoothed) and validation error per epoch, one line per LR; a run
+    that diverged is cut off where it blew up, and marked."""
     names = {f"{v:.3g}": k for k, v in named.items()}
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(13, 4.6))
-    for run, colour in zip(
-        sorted(runs, key=lambda r: r.config["lr"]),
-        plt.cm.viridis(np.linspace(0, 0.9, len(runs))),
-        strict=False,
-    ):
+    colours = plt.cm.viridis(np.linspace(0, 0.9, len(runs)))
+    sane_losses, errors = [], []
+    for run, colour in zip(sorted(runs, key=lambda r: r.config["lr"]), colours, strict=False):
         lr = run.config["lr"]
-        label = f"lr={lr:.3g} ({names.get(f'{lr:.3g}', '')}, {run.status})"
+        label = f"lr={lr:.3g} ({names.get(f'{lr:.3g}', '')})"
         losses = np.array([s["loss"] for s in run.history("step")], dtype=float)
-        if len(losses):
-            smooth = (
-                np.convolve(losses, np.ones(10) / 10, mode="valid") if len(losses) > 10 else losses
+        window = min(10, len(losses))
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid") if window else losses
+        ax_loss.plot(smooth, color=colour, label=label)
+        if run.status == "failed":
+            ax_loss.annotate(
+                f"diverged at step {len(losses)}: the run stops",
+                (max(0, len(smooth) - 1), losses[0] * 2),
+                color=colour,
+                textcoords="offset points",
+                xytext=(8, 0),
+                fontsize=9,
             )
-            ax_loss.plot(smooth, color=colour, label=label)
+        else:
+            sane_losses += list(smooth)
         epochs = run.history("epoch")
+        errors += [1 - e["val_accuracy"] for e in epochs]
         ax_err.plot(
             [e["epoch"] + 1 for e in epochs],
             [1 - e["val_accuracy"] for e in epochs],
@@ -170,16 +185,19 @@ def lr_figure(runs: list[Run], named: dict[str, float], path) -> None:
             color=colour,
             label=label,
         )
+    if sane_losses:  # a diverged loss (1e20) would flatten every other curve
+        ax_loss.set_ylim(min(sane_losses) * 0.8, max(sane_losses) * 2.5)
     ax_loss.set(xlabel="step", ylabel="training loss (10-step mean)", title="Training loss")
-    ax_loss.set_yscale("log")
-    ax_err.set(xlabel="epoch", ylabel="validation error", title="Validation error")
-    ax_err.set_yscale("symlog", linthresh=0.01)
+    ax_err.set(xlabel="epoch", ylabel="validation error (1 − accuracy)", title="Validation error")
+    figures.log_axis(ax_loss, sane_losses or [1.0])
+    figures.log_axis(ax_err, errors or [1.0])
     for ax in (ax_loss, ax_err):
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
+    ax_err.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(
         "The learning rate decides everything else: too small crawls, too large "
-        "bounces, far too large diverges (the run stops)"
+        "bounces, far too large diverges"
     )
     figures.save(fig, path)
 
@@ -198,8 +216,7 @@ def verdict_figure(default: Run, tuned: Run, path) -> None:
         bars = ax.bar(x + (offset - 0.5) * 0.38, values, 0.38, label=name, color=colour)
         ax.bar_label(bars, labels=[f"{v:.2%}" for v in values], fontsize=9)
     ax.set_xticks(x, ["validation", "test (looked at once, at the end)"])
-    low = min(min(r.summary["metrics"][k] for k in keys) for r in (default, tuned))
-    ax.set_ylim(max(0.0, low - 0.05), 1.005)
+    ax.set_ylim(0, 1.18)  # room above the bars for the legend
     ax.set(ylabel="accuracy", title="Does the tuned setting keep its win on test?")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", ncol=2, fontsize=8)
     figures.save(fig, path)
