@@ -73,7 +73,7 @@ def test_the_range_test_suggests_a_trainable_lr_and_leaves_the_model_alone():
     test = lr_range_test(model, data.train, config, steps=120)
     assert all((a == b).all() for a, b in zip(before, model.parameters(), strict=True))
     assert 1e-4 < test.suggested < 1.0
-    assert min(test.losses) < test.losses[0] * 0.5  # the loss did fall somewhere in the range
+    assert min(test.losses) < test.losses[0] * 0.7  # the loss did fall somewhere in the range
 
 
 def test_suggest_picks_the_steepest_fall_before_the_minimum():
