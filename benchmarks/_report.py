@@ -47,11 +47,16 @@ def machine() -> str:
     )
 
 
+def _from_repo(script: str) -> str:
+    path = Path(script).resolve()
+    return str(path.relative_to(DOC.parents[1])) if DOC.parents[1] in path.parents else script
+
+
 def write_section(name: str, title: str, body: str) -> None:
     """Print `body` and put it in docs/benchmarks.md under `title`, replacing the old section."""
     stamp = (
         f"Machine: {machine()}  \nDate: {datetime.date.today()}  \n"
-        f"Command: `python {' '.join(sys.argv)}`\n"
+        f"Command: `python {' '.join([_from_repo(sys.argv[0]), *sys.argv[1:]])}`\n"
     )
     section = f"<!-- {name} -->\n## {title}\n\n{stamp}\n{body.strip()}\n<!-- /{name} -->\n"
     print(section)
