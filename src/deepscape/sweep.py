@@ -356,3 +356,19 @@ def _run_one(
             wandb=wandb,
         )
     return made[0].id if made else None
+
+
+def stage(
+    parent: Run, name: str, lab: str, config_type: type, items: list[str], *, jobs: int = 1
+) -> list[Run]:
+    """A stage of a lab that teaches by sweeping another lab: a recorded sweep, named in the
+    parent run's summary so that resuming the parent reuses it instead of starting over."""
+    store = RunStore(parent.dir.parent)
+    known = parent.summary.get("sweeps", {})
+    if name in known:
+        sweep = Sweep.load(store, known[name])
+    else:
+        sweep = Sweep.create(store, parse_spec(lab, config_type, items))
+        parent.update_summary(sweeps={**known, name: sweep.id})
+    run_sweep(sweep, store, jobs=jobs)
+    return list(sweep.runs(store).values())

@@ -37,9 +37,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from torch import nn
+
 from deepscape import figures
 from deepscape.config import TrainConfig, option
-from deepscape.data import get_dataset
+from deepscape.data import Splits, get_dataset
 from deepscape.data.augment import RandomAffine
 from deepscape.models.vision import build_model
 from deepscape.runs import Run
@@ -66,13 +68,9 @@ class Config(TrainConfig):
     label_smoothing: float = option(0.1, "cross-entropy label smoothing")
 
 
-def run(config: Config, run: Run) -> dict[str, float]:
-    # 1. Data: fixed train / validation / test splits of real handwritten digits.
-    data = get_dataset(config.dataset, config.data_dir).with_train_fraction(config.train_fraction)
-    run.update_summary(data={"name": data.name, "source": data.source, **data.sizes})
-
-    # 2. The model f(x, W): one rung of the ladder, with the training pixels' mean and std inside.
-    model = build_model(
+def model_for(config: Config, data: Splits) -> nn.Module:
+    """The model a run with `config` trains (labs that study digits runs rebuild it with this)."""
+    return build_model(
         config.model,
         images=data.train.inputs,
         num_classes=len(data.classes),
@@ -80,6 +78,15 @@ def run(config: Config, run: Run) -> dict[str, float]:
         depth=config.depth,
         dropout=config.dropout,
     )
+
+
+def run(config: Config, run: Run) -> dict[str, float]:
+    # 1. Data: fixed train / validation / test splits of real handwritten digits.
+    data = get_dataset(config.dataset, config.data_dir).with_train_fraction(config.train_fraction)
+    run.update_summary(data={"name": data.name, "source": data.source, **data.sizes})
+
+    # 2. The model f(x, W): one rung of the ladder, with the training pixels' mean and std inside.
+    model = model_for(config, data)
 
     # 3. Training: gradient descent on the loss, watched on the validation split.
     trainer = Trainer(config, run)

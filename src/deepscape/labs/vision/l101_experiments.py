@@ -41,9 +41,8 @@ from deepscape.compare import comparison, curves_figure
 from deepscape.config import apply_overrides, option
 from deepscape.data import get_dataset
 from deepscape.labs.vision import l101_digits
-from deepscape.models.vision import build_model
-from deepscape.runs import Run, RunStore
-from deepscape.sweep import Sweep, parse_spec, run_sweep
+from deepscape.runs import Run
+from deepscape.sweep import stage
 
 TUNED = "vision/101/digits"
 # What a first attempt usually looks like: plain SGD at a textbook LR, nothing else.
@@ -72,19 +71,12 @@ class Config:
 
 
 def run(config: Config, run: Run) -> dict[str, Any]:
-    store = RunStore(run.dir.parent)
     base = [f"dataset={config.dataset}", f"model={config.model}", f"epochs={config.epochs}"]
     base += [f"data_dir={config.data_dir}"] if config.data_dir else []
     base += [f"threads={config.threads}"] if config.threads else []
 
     def sweep(name: str, *items: str) -> list[Run]:
-        """A stage of the lesson: a recorded sweep (reused when this run is resumed)."""
-        known = run.summary.get("sweeps", {})
-        spec = parse_spec(TUNED, l101_digits.Config, [*base, *items])
-        stage = Sweep.load(store, known[name]) if name in known else Sweep.create(store, spec)
-        run.update_summary(sweeps={**known, name: stage.id})
-        run_sweep(stage, store, jobs=config.jobs)
-        return list(stage.runs(store).values())
+        return stage(run, name, TUNED, l101_digits.Config, [*base, *items], jobs=config.jobs)
 
     # 1. The first attempt, untuned.
     (default,) = sweep("default", *UNTUNED)
@@ -97,13 +89,7 @@ def run(config: Config, run: Run) -> dict[str, Any]:
     # 2. The learning-rate range test: which LRs does this model train at (SGD with momentum)?
     data = get_dataset(config.dataset, config.data_dir)
     digits_config = apply_overrides(l101_digits.Config(), [*base, "optimizer=sgd"])
-    model = build_model(
-        config.model,
-        images=data.train.inputs,
-        num_classes=len(data.classes),
-        width=digits_config.width,
-        depth=digits_config.depth,
-    )
+    model = l101_digits.model_for(digits_config, data)
     test = lr_finder.lr_range_test(model, data.train, digits_config)
     lr = float(f"{test.suggested:.2g}")
     lr_finder.figure(
