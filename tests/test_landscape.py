@@ -329,3 +329,24 @@ def test_load_is_cached(the_map):
 def test_an_ambiguous_slug_resolves_to_the_one_available_lab(the_map):
     # vision/101/experiments is available, language/101/experiments is planned
     assert the_map.lab("experiments").id == "vision/101/experiments"
+
+
+def test_a_lab_imports_only_labs_it_declares_as_prerequisites(the_map):
+    """Promise 1, checked on the code: every `deepscape.labs…` import of an available lab names a
+    lab among its prerequisites (and so of its own level or below)."""
+    import ast
+    import inspect
+
+    modules = {lab.module_name: lab.id for lab in the_map.labs}
+    for lab in the_map.labs:
+        if not lab.available:
+            continue
+        tree = ast.parse(inspect.getsource(lab.module()))
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+                imported |= {modules[n] for n in names if n in modules}
+            elif isinstance(node, ast.Import):
+                imported |= {modules[a.name] for a in node.names if a.name in modules}
+        assert imported <= set(lab.prerequisites), (lab.id, imported - set(lab.prerequisites))

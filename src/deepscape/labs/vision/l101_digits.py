@@ -45,7 +45,7 @@ from deepscape.data import Splits, get_dataset
 from deepscape.data.augment import RandomAffine
 from deepscape.models.vision import build_model
 from deepscape.runs import Run
-from deepscape.train import Trainer
+from deepscape.train import Evaluation, Trainer
 
 
 @dataclass
@@ -66,6 +66,7 @@ class Config(TrainConfig):
     lr: float = option(3e-3, "peak learning rate")
     weight_decay: float = option(5e-4, "decoupled weight decay")
     label_smoothing: float = option(0.1, "cross-entropy label smoothing")
+    figures: bool = option(True, "draw the standard figures (a sweep of many runs may skip them)")
 
 
 def model_for(config: Config, data: Splits) -> nn.Module:
@@ -99,10 +100,8 @@ def run(config: Config, run: Run) -> dict[str, float]:
     test = trainer.evaluate(model, data.test)
 
     # 5. What happened: error curves, learning rate, gradients & updates, mistakes.
-    figures.training_curves(run, title=f"{config.model} on {data.name}: training curves")
-    figures.optimization(run, title=f"{config.model} on {data.name}: LR, gradients, updates")
-    figures.confusion_matrix(run, test.targets, test.predictions, data.classes)
-    figures.prediction_grid(run, data.test.inputs, test.targets, test.probabilities, data.classes)
+    if config.figures:
+        draw_figures(run, config, data, test)
 
     return {
         "test_accuracy": test.accuracy,
@@ -110,3 +109,10 @@ def run(config: Config, run: Run) -> dict[str, float]:
         "val_accuracy": trainer.evaluate(model, data.validation).accuracy,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+
+
+def draw_figures(run: Run, config: Config, data: Splits, test: Evaluation) -> None:
+    figures.training_curves(run, title=f"{config.model} on {data.name}: training curves")
+    figures.optimization(run, title=f"{config.model} on {data.name}: LR, gradients, updates")
+    figures.confusion_matrix(run, test.targets, test.predictions, data.classes)
+    figures.prediction_grid(run, data.test.inputs, test.targets, test.probabilities, data.classes)
