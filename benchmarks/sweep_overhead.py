@@ -22,7 +22,7 @@ from _report import median, table, write_section
 
 HERE = Path(__file__).resolve().parent
 DEEPSCAPE = str(Path(sys.executable).parent / "deepscape")
-SETTINGS = ["dataset=mnist-5k", "precision=bf16", "batch_size=128", "epochs=8"]
+SETTINGS = ["dataset=mnist-5k", "precision=bf16", "batch_size=128", "epochs=5"]
 LRS = ["1e-3", "2e-3", "3e-3", "5e-3"]
 SEEDS = 2
 

@@ -161,28 +161,38 @@ def prediction_grid(
     wrong = (predictions != targets).nonzero().flatten()
     wrong = wrong[confidence[wrong].argsort(descending=True)][: count // 2]
     right = (predictions == targets).nonzero().flatten()[: count - len(wrong)]
-    shown = torch.cat([wrong, right])
+    shown = torch.cat([wrong, right]).tolist()
     cols = 8
     rows = max(1, -(-len(shown) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.85), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, shown.tolist(), strict=False):
+    # One axes with every image placed in it: a subplot per image costs ~30 ms each to draw.
+    fig, ax = plt.subplots(figsize=(cols * 1.6, rows * 1.85))
+    step_x, step_y = 1.25, 1.5
+    for n, i in enumerate(shown):
+        x, y = (n % cols) * step_x, -(n // cols) * step_y
         image = images[i].permute(1, 2, 0).numpy()
-        ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray_r")
-        is_wrong = predictions[i] != targets[i]
-        ax.set_title(
+        ax.imshow(
+            image.squeeze(-1) if image.shape[-1] == 1 else image,
+            cmap="gray_r",
+            extent=(x, x + 1, y - 1, y),
+            interpolation="nearest",
+        )
+        is_wrong = bool(predictions[i] != targets[i])
+        ax.text(
+            x + 0.5,
+            y + 0.06,
             f"{classes[targets[i]]} → {classes[predictions[i]]} ({confidence[i]:.0%})",
-            color=WRONG if is_wrong else "black",
+            ha="center",
+            va="bottom",
             fontsize=9,
+            color=WRONG if is_wrong else "black",
             fontweight="bold" if is_wrong else "normal",
         )
         if is_wrong:
-            ax.axis("on")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set(color=WRONG, linewidth=3)
+            ax.add_patch(plt.Rectangle((x, y - 1), 1, 1, fill=False, edgecolor=WRONG, lw=3))
+    ax.set_xlim(-0.1, cols * step_x)
+    ax.set_ylim(-rows * step_y + 0.3, 0.35)
+    ax.set_aspect("equal")
+    ax.axis("off")
     mistakes = int((predictions != targets).sum())
     fig.suptitle(
         f"Test predictions, true → predicted (confidence) · {mistakes} mistake"
