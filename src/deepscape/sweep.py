@@ -20,6 +20,7 @@ import os
 import random
 import secrets
 import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,7 @@ def parse_spec(
     lab_id: str, config_type: type, items: list[str], *, seeds: int = 1, random_draws: int = 0
 ) -> SweepSpec:
     """Check a sweep spec completely (every key, value and range) before any run starts."""
-    types = {f.name: f.type for f in dataclasses.fields(config_type)}
-    hints = _hints(config_type)
+    hints = typing.get_type_hints(config_type)  # every field's type, by name
     if seeds < 1:
         raise SweepError(f"--seeds {seeds}: need at least 1")
     if random_draws < 0:
@@ -113,8 +113,8 @@ def parse_spec(
         key, sep, text = (part.strip() for part in item.partition("="))
         if not sep or not key:
             raise SweepError(f"'{item}' is not key=values (for example lr=0.01,0.1)")
-        if key not in types:
-            raise SweepError(f"unknown config key '{key}' in '{item}'{closest(key, types)}")
+        if key not in hints:
+            raise SweepError(f"unknown config key '{key}' in '{item}'{closest(key, hints)}")
         if key == "seed":
             raise SweepError("sweep seeds with --seeds K (runs seeds 0 … K-1), not seed=")
         if key in params or any(f.startswith(key + "=") for f in fixed):
@@ -162,12 +162,6 @@ def _parse_range(key: str, text: str, annotation: Any) -> Range:
     return Range(low, high, scale)
 
 
-def _hints(config_type: type) -> dict[str, Any]:
-    import typing
-
-    return typing.get_type_hints(config_type)
-
-
 # -- the record of a sweep -----------------------------------------------------------------------
 @dataclass
 class Sweep:
@@ -206,7 +200,7 @@ class Sweep:
         if sweep_id in ids:
             matches = [sweep_id]
         if len(matches) != 1:
-            hint = closest(sweep_id, ids) or " (see `deepscape sweeps`)"
+            hint = closest(sweep_id, ids) or f" (sweeps: {', '.join(ids) or 'none yet'})"
             raise SweepError(f"no sweep '{sweep_id}' in {root}{hint}")
         sweep_dir = root / matches[0]
         record = json.loads((sweep_dir / "sweep.json").read_text())
