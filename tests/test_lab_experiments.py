@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from deepscape.data import get_dataset
 from deepscape.lab import run_lab
@@ -68,12 +69,13 @@ def test_every_stage_is_a_recorded_sweep_and_every_figure_is_drawn(lab_run):
 def test_the_range_test_suggests_a_trainable_lr_and_leaves_the_model_alone():
     data = get_dataset("digits")
     config = l101_digits.Config(optimizer="sgd", batch_size=32, threads=2)
+    torch.manual_seed(0)  # the test's batches are shuffled: make them the same every time
     model = build_model("mlp", images=data.train.inputs, num_classes=10)
     before = [p.detach().clone() for p in model.parameters()]
-    test = lr_range_test(model, data.train, config, steps=120)
+    test = lr_range_test(model, data.train, config)
     assert all((a == b).all() for a, b in zip(before, model.parameters(), strict=True))
     assert 1e-4 < test.suggested < 1.0
-    assert min(test.losses) < test.losses[0] * 0.7  # the loss did fall somewhere in the range
+    assert min(test.losses) < test.losses[0] * 0.5  # the loss did fall somewhere in the range
 
 
 def test_suggest_picks_the_steepest_fall_before_the_minimum():
