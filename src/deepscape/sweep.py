@@ -208,12 +208,8 @@ class Sweep:
 
     def runs(self, store: RunStore) -> dict[int, Run]:
         """The latest run made for each place of the plan."""
-        found: dict[int, Run] = {}
-        for run in store.list(self.spec.lab):
-            tag = run.summary.get("sweep") or {}
-            if tag.get("id") == self.id:
-                found[tag["index"]] = run  # oldest first, so a rerun replaces an older attempt
-        return found
+        # oldest first, so a later attempt at the same place replaces an earlier one
+        return {run.summary["sweep"]["index"]: run for run in store.list(sweep=self.id)}
 
 
 # -- running a sweep -----------------------------------------------------------------------------
@@ -270,10 +266,13 @@ def run_sweep(
             continue
         resume = run.id if run is not None and run.status == "interrupted" else None
         todo.append((index, overrides_for(sweep.spec, point, threads), resume))
-    on_update(progress)
+
+    left = len(todo)
 
     def finished(run_id: str | None) -> None:
-        progress.running -= 1
+        nonlocal left
+        left -= 1
+        progress.running = min(jobs, left)
         if run_id:
             _count(progress, store.get(run_id), target)
         on_update(progress)
@@ -282,29 +281,21 @@ def run_sweep(
         (sweep.spec.lab, o, str(store.root), {"id": sweep.id, "index": i}, r, wandb)
         for i, o, r in todo
     ]
+    progress.running = min(jobs, left)
+    on_update(progress)
     if jobs == 1:
         for task in tasks:
-            progress.running += 1
-            on_update(progress)
             finished(_run_one(*task))
         return progress
 
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     context = multiprocessing.get_context("spawn")  # fork + torch threads can deadlock
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        pending = set()
-        queue = list(tasks)
-        try:
-            while queue or pending:
-                while queue and len(pending) < jobs:
-                    pending.add(pool.submit(_run_one, *queue.pop(0)))
-                    progress.running += 1
-                on_update(progress)
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    finished(future.result())
+        try:  # the pool queues what exceeds `jobs` workers
+            for future in as_completed([pool.submit(_run_one, *task) for task in tasks]):
+                finished(future.result())
         except KeyboardInterrupt:
             pool.shutdown(wait=True, cancel_futures=True)  # workers mark their runs interrupted
             raise
