@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from deepscape import landscape
+from deepscape import exit_quickly, landscape
 from deepscape.config import ConfigError, describe
 from deepscape.runs import Run, RunNotFound, RunStore
 
@@ -27,6 +27,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _every_command() -> None:
+    exit_quickly()
+
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

@@ -125,7 +125,7 @@ def metric_vs_parameters_figure(
     """The target metric against each differing numeric parameter: mean ± spread over seeds."""
     import matplotlib.pyplot as plt
 
-    from deepscape.figures import save
+    from deepscape.figures import fixed_margins, save
 
     numeric = [
         k
@@ -159,4 +159,5 @@ def metric_vs_parameters_figure(
         ax.set(xlabel=key, ylabel=result.metric, title=f"{result.metric} vs {key}")
         ax.grid(alpha=0.3, which="both")
     fig.suptitle("Mean ± standard deviation over seeds (grey: each run)")
-    return save(fig, path)
+    fixed_margins(fig, left=0.8, bottom=0.6, top=0.6, wspace=0.35)
+    return save(fig, path, tight=False)

@@ -37,8 +37,31 @@ def log_axis(ax: plt.Axes, values: list[float]) -> None:
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
 
 
-def save(fig: plt.Figure, path: Path) -> Path:
-    fig.tight_layout()
+def fixed_margins(
+    fig: plt.Figure,
+    *,
+    left: float,
+    bottom: float,
+    top: float,
+    right: float = 0.2,
+    wspace: float = 0,
+) -> None:
+    """Margins in inches. The standard figures are drawn for every run (a sweep draws hundreds),
+    and measuring every label as `tight_layout` does costs as much as drawing the figure."""
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(
+        left=left / width,
+        right=1 - right / width,
+        bottom=bottom / height,
+        top=1 - top / height,
+        wspace=wspace,
+    )
+
+
+def save(fig: plt.Figure, path: Path, *, tight: bool = True) -> Path:
+    """Write `fig` as a PNG; `tight=False` keeps the margins set by `fixed_margins`."""
+    if tight:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -71,7 +94,7 @@ def training_curves(run: Run, *, title: str = "") -> Path:
             (best["epoch"] + 1, 1 - best["val_accuracy"]),
             textcoords="offset points",
             xytext=(0, 12),
-            ha="center",
+            ha="right" if best["epoch"] + 1 > len(epochs) / 2 else "left",  # inside the axes
         )
     ax_acc.set(xlabel="epoch", ylabel="error rate (1 − accuracy)", title="Error")
     log_axis(ax_acc, [1 - e[k] for e in epochs for k in ("train_accuracy", "val_accuracy")])
@@ -89,7 +112,8 @@ def training_curves(run: Run, *, title: str = "") -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     fig.suptitle(title or f"Training curves · {run.id}")
-    return save(fig, run.figure_path("curves"))
+    fixed_margins(fig, left=1.0, bottom=0.75, top=0.55, wspace=0.25)
+    return save(fig, run.figure_path("curves"), tight=False)
 
 
 def optimization(run: Run, *, title: str = "") -> Path:
@@ -118,7 +142,8 @@ def optimization(run: Run, *, title: str = "") -> Path:
     for ax in (ax_lr, ax_grad, ax_ratio):
         ax.grid(alpha=0.3, which="both")
     fig.suptitle(title or f"Optimisation · {run.id}")
-    return save(fig, run.figure_path("optimization"))
+    fixed_margins(fig, left=0.9, bottom=0.6, top=0.55, wspace=0.3)
+    return save(fig, run.figure_path("optimization"), tight=False)
 
 
 def confusion_matrix(
@@ -143,7 +168,9 @@ def confusion_matrix(
         f" mistakes of {counts.sum()}"
     )
     fig.colorbar(image, ax=ax, fraction=0.046, label="images")
-    return save(fig, run.figure_path("confusion_matrix"))
+    longest = max(map(len, classes))  # tick labels: horizontal on the left, 45° below
+    fixed_margins(fig, left=0.6 + 0.08 * longest, bottom=0.6 + 0.06 * longest, top=0.45, right=0.8)
+    return save(fig, run.figure_path("confusion_matrix"), tight=False)
 
 
 def prediction_grid(
@@ -198,4 +225,5 @@ def prediction_grid(
         f"Test predictions, true → predicted (confidence) · {mistakes} mistake"
         f"{'s' * (mistakes != 1)} of {len(targets)}, shown first in red, most confident first"
     )
-    return save(fig, run.figure_path("predictions"))
+    fixed_margins(fig, left=0.1, bottom=0.1, top=0.5, right=0.1)
+    return save(fig, run.figure_path("predictions"), tight=False)

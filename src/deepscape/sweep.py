@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepscape import exit_quickly
 from deepscape.config import ConfigError, closest, parse_value
 from deepscape.runs import Run, RunStore, write_atomic
 
@@ -292,13 +293,17 @@ def run_sweep(
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     context = multiprocessing.get_context("spawn")  # fork + torch threads can deadlock
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        try:  # the pool queues what exceeds `jobs` workers
-            for future in as_completed([pool.submit(_run_one, *task) for task in tasks]):
-                finished(future.result())
-        except KeyboardInterrupt:
-            pool.shutdown(wait=True, cancel_futures=True)  # workers mark their runs interrupted
-            raise
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=exit_quickly)
+    try:  # the pool queues what exceeds `jobs` workers
+        for future in as_completed([pool.submit(_run_one, *task) for task in tasks]):
+            finished(future.result())
+    except KeyboardInterrupt:
+        pool.shutdown(wait=True, cancel_futures=True)  # workers mark their runs interrupted
+        raise
+    finally:
+        # Every run is recorded by now: the workers' own exit (about a second of torch's
+        # teardown) need not hold up the comparison that follows.
+        pool.shutdown(wait=False, cancel_futures=True)
     return progress
 
 
@@ -344,7 +349,14 @@ def _run_one(
 
 
 def stage(
-    parent: Run, name: str, lab: str, config_type: type, items: list[str], *, jobs: int = 1
+    parent: Run,
+    name: str,
+    lab: str,
+    config_type: type,
+    items: list[str],
+    *,
+    seeds: int = 1,
+    jobs: int = 1,
 ) -> list[Run]:
     """A stage of a lab that teaches by sweeping another lab: a recorded sweep, named in the
     parent run's summary so that resuming the parent reuses it instead of starting over."""
@@ -353,7 +365,7 @@ def stage(
     if name in known:
         sweep = Sweep.load(store, known[name])
     else:
-        sweep = Sweep.create(store, parse_spec(lab, config_type, items))
+        sweep = Sweep.create(store, parse_spec(lab, config_type, items, seeds=seeds))
         parent.update_summary(sweeps={**known, name: sweep.id})
     run_sweep(sweep, store, jobs=jobs)
     return list(sweep.runs(store).values())
