@@ -28,7 +28,7 @@ REMEDIES = {
 def quick(tmp_path_factory) -> tuple[Run, RunStore]:
     """Short runs, widths and depths both swept: ~25 s on one CPU core."""
     store = RunStore(tmp_path_factory.mktemp("quick"))
-    overrides = ["widths=2,32", "depths=1,2", "fractions=0.1,0.5", "epochs=40"]
+    overrides = ["widths=2,32", "depths=1,2", "fractions=0.1,0.5", "epochs=40", "seeds=1"]
     return run_lab(CAPACITY, overrides, store=store, show_progress=False), store
 
 
