@@ -30,3 +30,26 @@ def store(home: Path) -> RunStore:
 def untimed(records: list[dict]) -> list[dict]:
     """History records without their wall-clock `seconds`, which no two runs share."""
     return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+@pytest.fixture(scope="session")
+def looked_inside(tmp_path_factory: pytest.TempPathFactory):
+    """One run of vision/101/look-inside on short digits runs (two CNNs, seeds 0 and 1): its
+    figures and metrics, and trained models for the inspect and serve tests (~30 s)."""
+    from deepscape.lab import run_lab
+
+    store = RunStore(tmp_path_factory.mktemp("inside"))
+    lab_run = run_lab(
+        "vision/101/look-inside",
+        ["epochs=15", "sanity_images=100"],
+        store=store,
+        show_progress=False,
+    )
+    return lab_run, store
+
+
+@pytest.fixture(scope="session")
+def digits_run(looked_inside):
+    """A finished digits CNN run (seed 0) with its weights and standard figures."""
+    lab_run, store = looked_inside
+    return store.get(lab_run.summary["inspected_run"])

@@ -295,4 +295,4 @@ def _report(run_: Run, as_json: bool) -> None:
 
 # `runs`, `sweep` and `compare` live in their own modules, which register them on `app` (imported
 # last, so that everything they use from here already exists).
-from deepscape import cli_experiments, cli_runs  # noqa: E402, F401
+from deepscape import cli_experiments, cli_inside, cli_runs  # noqa: E402, F401
