@@ -135,3 +135,18 @@ def test_a_run_without_weights_gets_a_clear_error(digits_run, tmp_path):
     (copy / "model.safetensors").unlink()
     with pytest.raises(InspectError, match="has no weights"):
         serve.build_app(Run(copy))
+
+
+def test_the_host_lab_serves_a_finished_run_and_measures_it(digits_run, looked_inside):
+    from deepscape.lab import run_lab
+
+    store = looked_inside[1]
+    overrides = [f"reuse={digits_run.id}", "requests=20", "round_trip_images=100"]
+    lab_run = run_lab("vision/101/host", overrides, store=store, show_progress=False)
+    metrics = lab_run.summary["metrics"]
+    # The page's preprocessing feeds the model digits like its training images: drawn as PNGs,
+    # they are classified about as well as the test tensors themselves.
+    assert metrics["app_test_accuracy"] >= metrics["model_test_accuracy"] - 0.03
+    assert 0 < metrics["api_latency_p50_ms"] <= metrics["api_latency_p95_ms"]
+    assert [p.name for p in lab_run.figures()] == ["api_latency.png"]
+    assert lab_run.summary["served_run"] == digits_run.id
