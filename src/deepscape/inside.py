@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from captum.attr import (
@@ -226,7 +225,3 @@ def rank_similarity(maps: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         other.flatten(1).T.double(),
     )  # "(h w) b": one column per image
     return spearman_corrcoef(a, b).float().reshape(-1)
-
-
-def summary_of_similarity(values: torch.Tensor) -> dict[str, Any]:
-    return {"mean": float(values.nanmean()), "min": float(values.min()), "n": len(values)}
