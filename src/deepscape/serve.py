@@ -83,24 +83,24 @@ def preprocess(image: Image.Image, shape: tuple[int, int, int]) -> torch.Tensor:
     pixels = to_grey_or_rgb(image, channels)
     if channels == 1:
         grey = pixels[..., 0]
-        border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-        if border.mean() > 0.5:  # light paper: make it ink-on-dark like the training images
+        if edges(grey).mean() > 0.5:  # light paper: make it ink-on-dark like the training images
             grey = 1 - grey
-        grey = grey - np.median(border if border.mean() <= 0.5 else 1 - border)
-        grey = grey.clip(0, None)
+        grey = (grey - np.median(edges(grey))).clip(0, None)  # the ground at 0
         if grey.max() < 0.1:
             raise BadImage("the image is blank: draw or upload something to classify")
         grey = centre_on_ink(grey / grey.max(), margin=0.15 if height >= 16 else 0.0)
         pixels = grey[..., None]
-    resized = Image.fromarray(
-        (pixels * 255).astype(np.uint8).squeeze(-1)
-        if channels == 1
-        else (pixels * 255).astype(np.uint8)
-    )
+    as_bytes = (pixels * 255).astype(np.uint8)
+    resized = Image.fromarray(as_bytes[..., 0] if channels == 1 else as_bytes)
     resized = ImageOps.fit(resized, (width, height), Image.Resampling.LANCZOS)
     array = np.asarray(resized, dtype=np.float32) / 255
     tensor = torch.from_numpy(array[..., None] if channels == 1 else array).permute(2, 0, 1)
     return tensor / tensor.max().clamp_min(1e-6) if channels == 1 else tensor
+
+
+def edges(grey: np.ndarray) -> np.ndarray:
+    """The pixels along an image's border: the paper, in any drawing or scan."""
+    return np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
 
 
 def centre_on_ink(grey: np.ndarray, *, margin: float) -> np.ndarray:
@@ -224,11 +224,14 @@ A model trained by deepscape run `{run}` ({model} on {dataset}, test accuracy {a
 the right label: flagged images are kept in `{flag_dir}` for retraining."""
 
 
-def build_app(run: Run | str, *, store: RunStore | None = None) -> gr.Blocks:
-    """The page for a finished vision run (an id, or a Run). Raises RunNotFound, InspectError."""
+def build_app(
+    run: Run | str, *, store: RunStore | None = None, trained: Trained | None = None
+) -> gr.Blocks:
+    """The page for a finished vision run (an id, or a Run; `trained`: its model, if loaded
+    already). Raises RunNotFound, InspectError."""
     if isinstance(run, str):
         run = (store or RunStore()).get(run)
-    predictor = Predictor(load_trained(run))
+    predictor = Predictor(trained or load_trained(run))
     classes = predictor.trained.classes
     summary = run.summary
     accuracy = summary.get("metrics", {}).get("test_accuracy")

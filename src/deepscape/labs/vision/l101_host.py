@@ -93,7 +93,7 @@ def run(config: Config, run: Run) -> dict[str, Any]:
     model_accuracy = served.summary["metrics"]["test_accuracy"]
 
     # 3. Latency through the HTTP API, as a client sees it (upload, call, read the answer).
-    app = build_app(served)
+    app = build_app(served, trained=trained)
     url = launch(app)
     try:
         png = as_png(test.inputs[0])
