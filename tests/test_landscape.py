@@ -168,6 +168,15 @@ def test_target_reached():
     assert at_least.reached({"loss": 0.1}) is None
 
 
+def test_a_target_sets_bars_per_dataset_and_judges_no_other():
+    target = Target("acc", ">=", 0.88, "cifar10", "", also={"fashion-mnist": 0.93})
+    assert target.reached({"acc": 0.90}) is True  # a lab with no dataset choice
+    assert target.reached({"acc": 0.90}, "cifar10") is True
+    assert target.reached({"acc": 0.90}, "fashion-mnist") is False
+    assert target.reached({"acc": 0.94}, "fashion-mnist") is True
+    assert target.reached({"acc": 0.99}, "mnist") is None  # no bar on mnist: not judged
+
+
 # -- parse() refuses broken maps -------------------------------------------------------------------
 def _lab(lab_id: str, *prerequisites: str, status: str = "planned") -> dict[str, Any]:
     return {
@@ -260,9 +269,9 @@ def test_lab_far_from_any_name_points_at_the_map(the_map):
 
 def test_ambiguous_slug_names_every_candidate(the_map):
     with pytest.raises(UnknownLab) as error:
-        the_map.lab("transfer")
+        the_map.lab("unsolvable")
     assert str(error.value) == (
-        "'transfer' is ambiguous: say vision/101/transfer or language/101/transfer"
+        "'unsolvable' is ambiguous: say vision/201/unsolvable or language/201/unsolvable"
     )
 
 
@@ -303,6 +312,16 @@ def test_progress_keeps_the_best_finished_run(the_map, store):
     failed.update_summary(status="failed", metrics={"test_accuracy": 1.0})  # does not count
     done = progress(the_map, store)
     assert done[DIGITS] == landscape.LabProgress(REACHED, 4, 0.991)
+
+
+def test_progress_judges_each_run_by_the_bar_on_its_dataset(the_map, store):
+    # 0.95 on mnist-5k (no bar there) does not count; 0.993 on mnist reaches mnist's bar
+    run = _finished(store, DIGITS, test_accuracy=0.95)
+    (run.dir / "config.json").write_text('{"dataset": "mnist-5k"}')
+    assert progress(the_map, store)[DIGITS] == landscape.LabProgress(BELOW, 1, None)
+    run = _finished(store, DIGITS, test_accuracy=0.993)
+    (run.dir / "config.json").write_text('{"dataset": "mnist"}')
+    assert progress(the_map, store)[DIGITS] == landscape.LabProgress(REACHED, 2, 0.993)
 
 
 def test_an_unfinished_run_counts_as_tried_not_reached(the_map, store):

@@ -276,6 +276,23 @@ def test_weight_decay_only_on_weight_matrices():
     assert sgd.param_groups[0]["momentum"] == 0.8 and sgd.param_groups[0]["nesterov"]
 
 
+def test_lr_scales_by_name_prefix_and_frozen_parameters_left_out():
+    model = _model()
+    model[0].requires_grad_(False)  # a frozen first layer
+    config = TrainConfig(lr=0.1, weight_decay=0.1, schedule="onecycle", warmup=0.5)
+    optimizer = make_optimizer(model, config, {"1.": 0.1})
+    groups = {(g["lr"], g["weight_decay"]): len(g["params"]) for g in optimizer.param_groups}
+    assert groups == {(0.1 * 0.1, 0.0): 2, (0.1, 0.1): 1, (0.1, 0.0): 1}  # norm ×0.1; last layer
+    trained = [p for g in optimizer.param_groups for p in g["params"]]
+    assert len(trained) == 4 and all(p is not model[0].weight for p in trained)
+    scheduler = make_schedule(optimizer, config, total_steps=10)
+    for _ in range(5):
+        optimizer.step()
+        scheduler.step()
+    low, high, _ = sorted(g["lr"] for g in optimizer.param_groups)
+    assert low == pytest.approx(high * 0.1) and high > 0.05  # each group's cycle at its own peak
+
+
 def _lrs(schedule: str, warmup: float, total: int = 100) -> list[float]:
     config = TrainConfig(lr=0.1, schedule=schedule, warmup=warmup)
     optimizer = make_optimizer(_model(), config)

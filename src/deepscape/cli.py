@@ -278,10 +278,18 @@ def _report(run_: Run, as_json: bool) -> None:
         return
     metric = target.get("metric")
     value = summary["metrics"].get(metric)
-    verdict = "[green]✓ target reached[/]" if target.get("reached") else "[yellow]✗ below target[/]"
+    if value is None:
+        verdict = (
+            f"{metric} not measured by this run (the target is {metric} on {target['dataset']})"
+        )
+    elif target.get("reached") is None:
+        verdict = f"{metric} = {value:.4g}  (no target on {target.get('dataset')})"
+    else:
+        verdict = f"{metric} = {value:.4g}  (target {target.get('op')} {target.get('value')}) " + (
+            "[green]✓ target reached[/]" if target["reached"] else "[yellow]✗ below target[/]"
+        )
     out.print(
-        f"\n[bold]{summary['lab']}[/] finished in {summary['wall_seconds']:.1f} s — "
-        f"{metric} = {value:.4g}  (target {target.get('op')} {target.get('value')}) {verdict}"
+        f"\n[bold]{summary['lab']}[/] finished in {summary['wall_seconds']:.1f} s — {verdict}"
     )
     for key, number in summary["metrics"].items():
         if key != metric:

@@ -49,8 +49,10 @@ class TrainConfig:
     )
     warmup: float = option(0.1, "fraction of steps spent warming the LR up from ~0")
     label_smoothing: float = option(0.0, "cross-entropy label smoothing")
-    precision: Literal["fp32", "bf16", "fp16"] = option(
-        "fp32", "numeric precision of forward passes (bf16 is fast on recent CPUs)"
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = option(
+        "fp32",
+        "numeric precision of forward passes (bf16 is fast on recent CPUs; auto: bf16 where the "
+        "hardware has it)",
     )
     device: Literal["auto", "cpu", "cuda"] = option("auto", "auto picks a GPU when there is one")
     threads: int = option(0, "CPU threads for PyTorch (0: all cores)")

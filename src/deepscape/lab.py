@@ -112,13 +112,23 @@ def run_lab(
         wall_seconds=round(wall_before + time.perf_counter() - started, 3),
         metrics=metrics,
         best=best_epoch(run),
-        target={**dataclasses.asdict(lab.target), "reached": lab.target.reached(metrics)},
+        target=judged(lab.target, metrics, getattr(config, "dataset", None)),
         versions=versions(),
         machine=machine(),
     )
     if tracker:
         tracker.finish("finished")
     return run
+
+
+def judged(target: landscape.Target, metrics: dict[str, Any], dataset: str | None) -> dict:
+    """The target as it applies to a run on `dataset` (its bar there), and whether it was met."""
+    return {
+        **dataclasses.asdict(target),
+        "dataset": dataset or target.dataset,
+        "value": target.value_on(dataset),
+        "reached": target.reached(metrics, dataset),
+    }
 
 
 def _reopen(

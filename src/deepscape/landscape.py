@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import operator
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from types import ModuleType
@@ -38,11 +38,20 @@ class Target:
     value: float
     dataset: str
     description: str
+    # the bar on other datasets the lab runs on (an offline set, a bigger one), by dataset name
+    also: dict[str, float] = field(default_factory=dict)
 
-    def reached(self, metrics: dict[str, Any]) -> bool | None:
-        """Whether `metrics` meet the target; None when the metric was not recorded."""
-        value = metrics.get(self.metric)
-        return None if value is None else bool(COMPARISONS[self.op](value, self.value))
+    def value_on(self, dataset: str | None) -> float | None:
+        """The bar for a run on `dataset` (None: a lab with no dataset choice); None: no bar."""
+        if dataset is None or dataset == self.dataset:
+            return self.value
+        return self.also.get(dataset)
+
+    def reached(self, metrics: dict[str, Any], dataset: str | None = None) -> bool | None:
+        """Whether `metrics` of a run on `dataset` meet the target; None when the metric was not
+        recorded, or the target sets no bar on that dataset."""
+        value, bar = metrics.get(self.metric), self.value_on(dataset)
+        return None if value is None or bar is None else bool(COMPARISONS[self.op](value, bar))
 
     def __str__(self) -> str:
         return f"{self.metric} {self.op} {self.value:g} on {self.dataset}"
@@ -211,18 +220,22 @@ def progress(landscape: Landscape, store: RunStore) -> dict[str, LabProgress]:
     runs_by_lab: dict[str, list[dict[str, Any]]] = {}
     for run in store.list():
         summary = run.summary
+        # the dataset the run used, for labs whose config chooses one: the bar depends on it
+        summary["dataset"] = run.config.get("dataset")
         runs_by_lab.setdefault(summary["lab"], []).append(summary)
     result = {}
     for lab in landscape.labs:
         summaries = runs_by_lab.get(lab.id, [])
-        values = [
-            s["metrics"][lab.target.metric]
+        judged = [
+            (s["metrics"][lab.target.metric], lab.target.reached(s["metrics"], s["dataset"]))
             for s in summaries
-            if s.get("status") == "finished" and lab.target.metric in s.get("metrics", {})
+            if s.get("status") == "finished"
+            and lab.target.metric in s.get("metrics", {})
+            and lab.target.value_on(s["dataset"]) is not None
         ]
         pick = max if lab.target.op == ">=" else min
-        best = pick(values) if values else None
-        reached = best is not None and lab.target.reached({lab.target.metric: best})
+        best = pick(value for value, _ in judged) if judged else None
+        reached = any(ok for _, ok in judged)
         state = REACHED if reached else BELOW if summaries else NOT_RUN
         result[lab.id] = LabProgress(state=state, runs=len(summaries), best=best)
     return result
