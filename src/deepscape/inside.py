@@ -85,6 +85,8 @@ def load_trained(run: Run) -> Trained:
         raise InspectError(
             f"run {run.id} is of lab {lab_id}, which cannot be loaded: {error}"
         ) from None
+    if hasattr(module, "trained_for"):  # a lab whose model and images are not `model_for`'s
+        return module.trained_for(run)
     if not hasattr(module, "model_for"):
         raise InspectError(
             f"run {run.id} is a run of {lab_id}, which has no vision model of its own to inspect: "
