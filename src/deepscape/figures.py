@@ -194,6 +194,7 @@ def prediction_grid(
     # One axes with every image placed in it: a subplot per image costs ~30 ms each to draw.
     fig, ax = plt.subplots(figsize=(cols * 1.6, rows * 1.85))
     step_x, step_y = 1.25, 1.5
+    split = "\n" if max(map(len, classes)) > 6 else " "  # T-shirt/top → Ankle boot: two lines
     for n, i in enumerate(shown):
         x, y = (n % cols) * step_x, -(n // cols) * step_y
         image = images[i].permute(1, 2, 0).numpy()
@@ -207,10 +208,10 @@ def prediction_grid(
         ax.text(
             x + 0.5,
             y + 0.06,
-            f"{classes[targets[i]]} → {classes[predictions[i]]} ({confidence[i]:.0%})",
+            f"{classes[targets[i]]} →{split}{classes[predictions[i]]} ({confidence[i]:.0%})",
             ha="center",
             va="bottom",
-            fontsize=9,
+            fontsize=9 if split == " " else 8,
             color=WRONG if is_wrong else "black",
             fontweight="bold" if is_wrong else "normal",
         )

@@ -125,4 +125,4 @@ def holdout(
 
 
 def _load_builtin_loaders() -> None:
-    from deepscape.data import vision  # noqa: F401  (registers on import)
+    from deepscape.data import objects, vision  # noqa: F401  (registers on import)

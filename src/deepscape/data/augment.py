@@ -1,8 +1,8 @@
 """Augmentation on whole batches of image tensors, a fresh random draw for every image.
 
 torchvision's v2 transforms draw one set of parameters per call, which on a batch tensor means the
-whole batch moves together; here each image gets its own shift, rotation and scale, in one
-`grid_sample` call, on whatever device the batch is on.
+whole batch moves together. `RandomAffine` gives each digit its own shift, rotation and scale in
+one `grid_sample` call; `PerImage` runs a v2 pipeline (crops, flips, erasing) image by image.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms import v2
 
 
 class RandomAffine:
@@ -38,3 +39,39 @@ class RandomAffine:
         )  # "b 2 3"
         grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
         return F.grid_sample(images, grid, padding_mode="zeros", align_corners=False)
+
+
+class PerImage:
+    """A torchvision v2 transform applied to each image of a batch on its own.
+
+    v2 transforms draw one set of random parameters per call; called on a batch tensor they would
+    crop and flip every image alike. Looping costs ~0.1 ms an image, small beside a CNN's step.
+    """
+
+    def __init__(self, transform: v2.Transform):
+        self.transform = transform
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:  # "b c h w -> b c h w"
+        return torch.stack([self.transform(image) for image in images])
+
+
+AUGMENTATIONS = ("none", "crop-flip", "strong")
+
+
+def photo_augmentation(kind: str, *, size: int, padding: int = 4) -> PerImage | None:
+    """The standard augmentations for small photos, weakest to strongest:
+    crop-flip: a random `size`² crop of the image padded by `padding` (reflected), and a
+        left-right flip half the time — a shifted or mirrored object is the same object;
+    strong: crop-flip, then Random Erasing (Cutout) of up to a fifth of the image half the time,
+        so that no single part of an object can carry the decision."""
+    if kind == "none":
+        return None
+    steps: list[v2.Transform] = [
+        v2.RandomCrop(size, padding=padding, padding_mode="reflect"),
+        v2.RandomHorizontalFlip(),
+    ]
+    if kind == "strong":
+        steps.append(v2.RandomErasing(p=0.5, scale=(0.02, 0.2), value=0))
+    elif kind != "crop-flip":
+        raise ValueError(f"augmentation {kind!r} is not one of {', '.join(AUGMENTATIONS)}")
+    return PerImage(v2.Compose(steps))

@@ -97,7 +97,13 @@ def load_mnist(data_dir: Path | None = None) -> Splits:
         }
         source = f"IDX files in {data_dir}"
     else:
-        arrays = mnist_from_hub()
+        arrays = from_hub(
+            MNIST_HUB_ID,
+            name="mnist",
+            local="data_dir=FOLDER holding the four IDX files (train-images-idx3-ubyte[.gz], …, "
+            "from https://yann.lecun.com/exdb/mnist/ or a mirror), or go online; "
+            "or use dataset=mnist-5k, which is embedded",
+        )
         source = f"Hugging Face hub: {MNIST_HUB_ID}"
     return image_splits(
         "mnist",
@@ -110,24 +116,26 @@ def load_mnist(data_dir: Path | None = None) -> Splits:
     )
 
 
-def mnist_from_hub() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def from_hub(
+    hub_id: str, *, name: str, local: str, image_column: str = "image"
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The train and test splits of an image dataset on the Hugging Face hub, as (images, labels)
+    arrays; `local` tells the learner how to do without the hub."""
     import datasets
 
     try:
-        hub = datasets.load_dataset(MNIST_HUB_ID)
+        hub = datasets.load_dataset(hub_id)
     except Exception as error:  # offline, hub down, no cache: all mean the same to the learner
         offline = " (HF_HUB_OFFLINE=1 is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise DataUnavailable(
-            f"mnist could not be fetched from the Hugging Face hub{offline}: pass "
-            "data_dir=FOLDER holding the four IDX files (train-images-idx3-ubyte[.gz], …, "
-            "from https://yann.lecun.com/exdb/mnist/ or a mirror), or go online; "
-            f"or use dataset=mnist-5k, which is embedded. ({type(error).__name__})"
+            f"{name} could not be fetched from the Hugging Face hub{offline}: pass {local}. "
+            f"({type(error).__name__})"
         ) from error
     hub = hub.with_format("numpy")
-    return {split: (hub[split]["image"], hub[split]["label"]) for split in ("train", "test")}
+    return {split: (hub[split][image_column], hub[split]["label"]) for split in ("train", "test")}
 
 
-def find_file(folder: Path, stem: str) -> Path:
+def find_file(folder: Path, stem: str, what: str = "the four MNIST IDX files") -> Path:
     """`stem` or `stem.gz` in `folder`, tolerating the common `t10k-images.idx3-ubyte` spelling."""
     for name in (
         stem,
@@ -137,7 +145,7 @@ def find_file(folder: Path, stem: str) -> Path:
     ):
         if (folder / name).is_file():
             return folder / name
-    raise DataUnavailable(f"{folder} has no {stem}[.gz]: it should hold the four MNIST IDX files")
+    raise DataUnavailable(f"{folder} has no {stem}[.gz]: it should hold {what}")
 
 
 IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
