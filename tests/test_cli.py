@@ -87,7 +87,7 @@ def test_map_json_on_an_empty_store(cli):
     digits = data["labs"][0]
     assert digits["id"] == DIGITS and digits["status"] == "available"
     assert digits["progress"] == {"state": "not run", "runs": 0, "best": None}
-    assert digits["target"] == "test_accuracy >= 0.99 on digits"
+    assert digits["target"] == "test_accuracy >= 0.99 on digits; 0.993 on mnist"
 
 
 def test_map_reflects_a_reached_target(cli, store):
@@ -147,7 +147,9 @@ def test_show_a_planned_lab(cli):
 
 def test_show_an_unknown_or_ambiguous_lab(cli):
     _bad_input(cli("show", "digts"), "unknown lab 'digts'", "did you mean 'digits'")
-    _bad_input(cli("show", "transfer"), "ambiguous", "vision/101/transfer", "language/101/transfer")
+    _bad_input(
+        cli("show", "unsolvable"), "ambiguous", "vision/201/unsolvable", "language/201/unsolvable"
+    )
 
 
 # -- run ------------------------------------------------------------------------------------------

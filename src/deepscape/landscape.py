@@ -54,7 +54,8 @@ class Target:
         return None if value is None or bar is None else bool(COMPARISONS[self.op](value, bar))
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.value:g} on {self.dataset}"
+        others = "".join(f"; {value:g} on {name}" for name, value in self.also.items())
+        return f"{self.metric} {self.op} {self.value:g} on {self.dataset}{others}"
 
 
 @dataclass(frozen=True)

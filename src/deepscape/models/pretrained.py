@@ -216,12 +216,20 @@ class PretrainedClassifier(nn.Module):
     normalised with the backbone's own mean and std. Tiny images (32×32) are enlarged the same
     way. `image_size` and `crop_pct` override the backbone's: fine-tuning at 128 px is ~3×
     cheaper, and crop_pct=1.0 keeps the border of photos already framed like CIFAR's.
+    `frozen_statistics` keeps the batch norms' ImageNet statistics while fine-tuning: batches of a
+    few dozen small images would give noisy ones, unlike those the features were learnt with.
     """
 
     def __init__(
-        self, *, backbone: nn.Module, image_size: int | None = None, crop_pct: float | None = None
+        self,
+        *,
+        backbone: nn.Module,
+        image_size: int | None = None,
+        crop_pct: float | None = None,
+        frozen_statistics: bool = False,
     ):
         super().__init__()
+        self.frozen_statistics = frozen_statistics
         data = resolve_data_config({}, model=backbone)
         self.image_size = image_size or data["input_size"][-1]
         self.crop_pct = crop_pct or data["crop_pct"]
@@ -245,6 +253,14 @@ class PretrainedClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # "b c h w -> b classes"
         return self.backbone(self.normalize(self.seen(x)))
+
+    def train(self, mode: bool = True) -> PretrainedClassifier:
+        super().train(mode)
+        if self.frozen_statistics:  # normalise with the running statistics, even in training
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
 
 @torch.inference_mode()

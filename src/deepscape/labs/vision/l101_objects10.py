@@ -26,11 +26,13 @@ Scope
 
 Target
     CIFAR-10 (the JPEG copy) ≥ 88 % test accuracy within 15 minutes of training on 2 CPU cores;
-    Fashion-MNIST ≥ 93 %. The default is Fashion-MNIST, offline; with a GPU and the hub,
-    dataset=cifar10 runs the same code.
+    Fashion-MNIST ≥ 93 %. The default is Fashion-MNIST, offline (93.3 %); with a GPU and the hub,
+    dataset=cifar10 runs the same code. Not reached yet on CIFAR-10: the recipe below gives
+    84.3 % in 10.5 minutes of training on 2 CPU cores.
 
-    deepscape run vision/101/objects10                                  # Fashion-MNIST, ~5 min
-    deepscape run vision/101/objects10 dataset=cifar10 data_dir=cifar10-images epochs=…
+    deepscape run vision/101/objects10                                  # Fashion-MNIST, 8 epochs
+    deepscape run vision/101/objects10 dataset=cifar10 data_dir=cifar10-images epochs=10 \
+        batch_size=256 lr=0.1 whiten=true
     deepscape run vision/101/objects10 model=cnn augment=none           # the digits CNN, as is
 """
 
