@@ -25,10 +25,14 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def weights_cache(tmp_path_factory) -> str:
+    # the converted Lite0 weights: built once for the session, not in the user's home
+    return str(tmp_path_factory.getbasetemp() / "weights-cache")
+
+
 @pytest.fixture(autouse=True)
-def weights_cache(tmp_path_factory, monkeypatch):
-    # the converted Lite0 weights: built once for this module, not in the user's home
-    monkeypatch.setenv("DEEPSCAPE_CACHE", str(tmp_path_factory.getbasetemp() / "weights-cache"))
+def cache_here(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("DEEPSCAPE_CACHE", weights_cache(tmp_path_factory))
 
 
 def test_every_arm_sees_the_same_labelled_validation_and_test_images():
@@ -51,7 +55,9 @@ def test_sizes_are_checked_with_the_fix():
 def probe(tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("probe"))
     items = ["method=probe", "labelled=100", *SMALL]
-    return run_lab(TRANSFER, items, store=store, show_progress=False)
+    with pytest.MonkeyPatch.context() as patch:  # module-scoped: before `cache_here` runs
+        patch.setenv("DEEPSCAPE_CACHE", weights_cache(tmp_path_factory))
+        return run_lab(TRANSFER, items, store=store, show_progress=False)
 
 
 def test_a_linear_probe_on_100_labels_reads_fashion(probe):
@@ -104,3 +110,15 @@ def test_the_curve_runs_three_arms_per_size_and_draws_the_lesson(store):
     assert run.figure_path("transfer_curve").stat().st_size > 10_000
     arms = store.list(sweep=run.summary["sweeps"]["arms"])
     assert len(arms) == 6 and all(a.status == "finished" for a in arms)
+
+
+def test_frozen_statistics_keep_the_norms_in_eval_mode_while_the_rest_trains():
+    from deepscape.models.pretrained import PretrainedClassifier, load_backbone
+
+    model = PretrainedClassifier(backbone=load_backbone(), frozen_statistics=True).train()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == 49 and not any(m.training for m in norms)
+    assert model.training and model.backbone.classifier.training
+    before = norms[0].running_mean.clone()
+    model(torch.rand(4, 3, 32, 32))
+    assert torch.equal(norms[0].running_mean, before)  # ImageNet's statistics, untouched
