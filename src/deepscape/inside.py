@@ -18,7 +18,6 @@ same architecture with random weights: a map that barely changes explains the in
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -97,8 +96,7 @@ def load_trained(run: Run) -> Trained:
             f"run {run.id} has no weights ({run.status}): finish it with "
             f"`deepscape run {lab_id} --resume {run.id}`, or pick a finished run"
         )
-    known = {f.name for f in dataclasses.fields(module.Config)}
-    config = module.Config(**{k: v for k, v in run.config.items() if k in known})
+    config = run.config_as(module.Config)
     data = get_dataset(config.dataset, config.data_dir)
     if data.modality != "image":
         raise InspectError(f"run {run.id} learnt {data.modality}, not images: nothing to draw")

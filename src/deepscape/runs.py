@@ -25,7 +25,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,11 @@ class Run:
     @property
     def config(self) -> dict[str, Any]:
         return json.loads((self.dir / "config.json").read_text())
+
+    def config_as(self, config_type: type) -> Any:
+        """The saved config as `config_type` (a lab's Config), keys it no longer has left out."""
+        known = {f.name for f in fields(config_type)}
+        return config_type(**{k: v for k, v in self.config.items() if k in known})
 
     @property
     def summary(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from deepscape.data import DataUnavailable, Splits, register
-from deepscape.data.vision import MNIST_FILES, find_file, from_hub, image_splits, read_idx
+from deepscape.data.vision import from_hub, image_splits, read_idx_splits
 
 FASHION_CLASSES = [
     "T-shirt/top",
@@ -53,11 +53,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 def load_fashion_mnist(data_dir: Path | None = None) -> Splits:
     folder = data_dir or (FASHION_DEBIAN_DIR if FASHION_DEBIAN_DIR.is_dir() else None)
     if folder is not None:
-        what = "the four Fashion-MNIST IDX files"
-        arrays = {
-            split: tuple(read_idx(find_file(folder, stem, what)) for stem in stems)
-            for split, stems in MNIST_FILES.items()  # Fashion-MNIST kept MNIST's file names
-        }
+        arrays = read_idx_splits(folder, "the four Fashion-MNIST IDX files")
         source = f"IDX files in {folder}"
     else:
         arrays = from_hub(

@@ -91,10 +91,7 @@ MNIST_HUB_ID = "ylecun/mnist"
 @register("mnist", "MNIST, 60,000 + 10,000 28×28 digits: data_dir= IDX files, else the HF hub")
 def load_mnist(data_dir: Path | None = None) -> Splits:
     if data_dir is not None:
-        arrays = {
-            split: tuple(read_idx(find_file(data_dir, stem)) for stem in stems)
-            for split, stems in MNIST_FILES.items()
-        }
+        arrays = read_idx_splits(data_dir)
         source = f"IDX files in {data_dir}"
     else:
         arrays = from_hub(
@@ -133,6 +130,17 @@ def from_hub(
         ) from error
     hub = hub.with_format("numpy")
     return {split: (hub[split][image_column], hub[split]["label"]) for split in ("train", "test")}
+
+
+def read_idx_splits(
+    folder: Path, what: str = "the four MNIST IDX files"
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{"train": (images, labels), "test": (…)} from the four IDX files in `folder`, named as
+    MNIST's are (Fashion-MNIST kept the names)."""
+    return {
+        split: tuple(read_idx(find_file(folder, stem, what)) for stem in stems)
+        for split, stems in MNIST_FILES.items()
+    }
 
 
 def find_file(folder: Path, stem: str, what: str = "the four MNIST IDX files") -> Path:

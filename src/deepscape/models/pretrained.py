@@ -254,6 +254,11 @@ class PretrainedClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # "b c h w -> b classes"
         return self.backbone(self.normalize(self.seen(x)))
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # "b c h w -> b d"
+        """The backbone's pooled features, what its classifier reads."""
+        pixels = self.normalize(self.seen(x))
+        return self.backbone.forward_head(self.backbone.forward_features(pixels), pre_logits=True)
+
     def train(self, mode: bool = True) -> PretrainedClassifier:
         super().train(mode)
         if self.frozen_statistics:  # normalise with the running statistics, even in training

@@ -184,7 +184,7 @@ class ObjectsCNN(nn.Module):
     ):
         super().__init__()
         if whiten:  # `images`: standardised training images, to whiten their patches
-            stem = Whitening(images=images[:5000])
+            stem = Whitening(images=images)
             layers: list[nn.Module] = [stem, nn.ReLU()]
             channels = stem.out_channels
         else:

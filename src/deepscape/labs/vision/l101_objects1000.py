@@ -205,7 +205,7 @@ def trained_for(run: Run) -> Trained:
     """The run's model for `deepscape serve` and `inspect`: its pretrained weights (from the hub
     or the cache, not copied into the run) and, as the images to study, the run's most confident
     ImageNet mistakes when it evaluated an imagenet-folder, else scikit-image's scored photos."""
-    config = Config(**{k: v for k, v in run.config.items() if k in Config.__dataclass_fields__})
+    config = run.config_as(Config)
     model = classifier(config.model)
     names = imagenet_classes()
     recorded = run.summary.get("failures") or []

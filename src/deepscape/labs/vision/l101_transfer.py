@@ -216,11 +216,9 @@ def labelled_splits(config: Config) -> Splits:
     and fixed stratified subsets of validation and test (an arm evaluates its model on
     validation every epoch: with few labels, that is most of its work)."""
     data = get_dataset(config.dataset, config.data_dir)
-    n = config.labelled or len(data.train)
-    # holdout rounds the held-out count up: half an image of slack makes it keep exactly n
-    data = data.with_train_fraction(min(1.0, (n + 0.5) / len(data.train)))
     return dataclasses.replace(
         data,
+        train=stratified_subset(data.train, config.labelled),
         validation=stratified_subset(data.validation, config.validation_images),
         test=stratified_subset(data.test, config.test_images),
     )
@@ -230,7 +228,7 @@ def stratified_subset(split: TensorSplit, n: int) -> TensorSplit:
     """A stratified, seeded subset of `n` images of `split` (all of it when n is 0 or more)."""
     if not 0 < n < len(split):
         return split
-    # the same half-image slack as above: exactly n kept
+    # holdout rounds the held-out count up: half an image of slack makes it keep exactly n
     held_out = 1 - (n + 0.5) / len(split)
     kept, _, targets, _ = holdout(split.inputs.numpy(), split.targets.numpy(), held_out)
     return TensorSplit(torch.as_tensor(kept), torch.as_tensor(targets))
@@ -308,10 +306,7 @@ def features(
         batches, description=what, transient=True, disable=not trainer.show_progress
     ):
         with trainer.accelerator.autocast():
-            x = model.normalize(model.seen(images[start : start + 256].to(device)))
-            pooled = model.backbone.forward_head(
-                model.backbone.forward_features(x), pre_logits=True
-            )
+            pooled = model.features(images[start : start + 256].to(device))
         out.append(pooled.float().cpu())
     return torch.cat(out)
 
