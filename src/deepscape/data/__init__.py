@@ -47,6 +47,34 @@ class TensorSplit(Dataset):
         index = torch.as_tensor(indices)
         return self.inputs[index], self.targets[index]
 
+    def subset(self, indices: Sequence[int] | np.ndarray) -> TensorSplit:
+        """The examples at `indices`, as a split of the same kind."""
+        index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        return TensorSplit(self.inputs[index], self.targets[index])
+
+    def stratified(self, n: int) -> TensorSplit:
+        """A stratified, seeded subset of `n` examples (the whole split when n is 0 or more)."""
+        if not 0 < n < len(self):
+            return self
+        # holdout rounds the held-out count up: half an example of slack makes it keep exactly n
+        return self.subset(kept_indices(self.targets.numpy(), (n + 0.5) / len(self)))
+
+
+class TextSplit(TensorSplit):
+    """Sentences as token ids ("b t", padded with 0) with the raw sentences beside them, for
+    models that bring their own tokenizer (a pretrained encoder, an LLM)."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, texts: list[str]):
+        super().__init__(inputs, targets)
+        if len(texts) != len(targets):
+            raise ValueError(f"{len(texts)} sentences but {len(targets)} targets")
+        self.texts = texts
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> TextSplit:
+        index = np.asarray(indices, dtype=np.int64)
+        kept = super().subset(index)
+        return TextSplit(kept.inputs, kept.targets, [self.texts[i] for i in index])
+
 
 def whole_batch(batch: Any) -> Any:
     """collate_fn for splits that already return whole batches."""
@@ -62,6 +90,7 @@ class Splits:
     classes: list[str]
     modality: str  # "image" or "text": what inspect/serve may do with it
     source: str  # where the data came from, for the run's summary
+    tokenizer: Any = None  # text: the `tokenizers.Tokenizer` that made the token ids
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -74,9 +103,7 @@ class Splits:
             raise ConfigError(f"train_fraction={fraction:g} must be in (0, 1]")
         if fraction == 1:
             return self
-        inputs, targets = self.train.inputs.numpy(), self.train.targets.numpy()
-        kept, _, kept_targets, _ = holdout(inputs, targets, 1 - fraction)
-        train = TensorSplit(torch.as_tensor(kept), torch.as_tensor(kept_targets))
+        train = self.train.subset(kept_indices(self.train.targets.numpy(), fraction))
         return dataclasses.replace(self, train=train)
 
 
@@ -124,5 +151,11 @@ def holdout(
     )
 
 
+def kept_indices(targets: np.ndarray, fraction: float) -> np.ndarray:
+    """Indices of the part `holdout` keeps when it holds out 1 − `fraction` (same split)."""
+    kept, _, _, _ = holdout(np.arange(len(targets)), targets, 1 - fraction)
+    return kept
+
+
 def _load_builtin_loaders() -> None:
-    from deepscape.data import objects, vision  # noqa: F401  (registers on import)
+    from deepscape.data import objects, text, vision  # noqa: F401  (registers on import)

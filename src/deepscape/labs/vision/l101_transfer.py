@@ -218,20 +218,10 @@ def labelled_splits(config: Config) -> Splits:
     data = get_dataset(config.dataset, config.data_dir)
     return dataclasses.replace(
         data,
-        train=stratified_subset(data.train, config.labelled),
-        validation=stratified_subset(data.validation, config.validation_images),
-        test=stratified_subset(data.test, config.test_images),
+        train=data.train.stratified(config.labelled),
+        validation=data.validation.stratified(config.validation_images),
+        test=data.test.stratified(config.test_images),
     )
-
-
-def stratified_subset(split: TensorSplit, n: int) -> TensorSplit:
-    """A stratified, seeded subset of `n` images of `split` (all of it when n is 0 or more)."""
-    if not 0 < n < len(split):
-        return split
-    # holdout rounds the held-out count up: half an image of slack makes it keep exactly n
-    held_out = 1 - (n + 0.5) / len(split)
-    kept, _, targets, _ = holdout(split.inputs.numpy(), split.targets.numpy(), held_out)
-    return TensorSplit(torch.as_tensor(kept), torch.as_tensor(targets))
 
 
 def model_for(config: Config, data: Splits) -> nn.Module:
