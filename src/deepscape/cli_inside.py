@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from deepscape.cli import AsJson, Home, app, err, one_line_errors, out, print_json
-from deepscape.runs import RunStore
+from deepscape.runs import Run, RunStore
 
 RunId = Annotated[str, typer.Argument(metavar="RUN", help="a finished vision run (id or fragment)")]
 
@@ -26,12 +26,17 @@ def inspect(
     home: Home = None,
     as_json: AsJson = False,
 ) -> None:
-    """Draw a trained model's filters, feature maps and gradient maps into its run folder."""
+    """Draw a trained model's filters, feature maps and gradient maps into its run folder (for a
+    sentence CNN: the phrases that make its filters fire)."""
     with one_line_errors():
+        from deepscape import landscape
         from deepscape.inside import load_trained
         from deepscape.inside_figures import draw_inside
 
         run = RunStore(home).get(run_id)
+        module = landscape.load().lab(run.summary["lab"]).module()
+        if hasattr(module, "look_inside"):  # a lab that looks inside its models its own way
+            return _looked_inside(run, module.look_inside(run), as_json)
         trained = load_trained(run)
         drawn = draw_inside(trained, run, layers=layer, index=index, count=images)
     if as_json:
@@ -69,3 +74,17 @@ def serve(
         page.block_thread()
     except KeyboardInterrupt:
         page.close()
+
+
+def _looked_inside(run: Run, found: dict, as_json: bool) -> None:
+    """Report a text model's top phrases per filter, and the figure that shows them."""
+    figure = found["inside_top_phrases"]
+    if as_json:
+        print_json({"run_id": run.id, "figures": {"top_phrases": str(figure)},
+                    "top_phrases": found["phrases"]})  # fmt: skip
+        return
+    out.print(f"Inside run [cyan]{run.id}[/]: the phrases that make its filters fire")
+    for item in found["phrases"]:
+        phrases = ", ".join(f"{p!r} {v:.2f}" for p, v in list(item["phrases"].items())[:3])
+        out.print(f"  → {item['class']:<12} {item['filter']:<12} {phrases}")
+    out.print(f"  figure: {figure}")

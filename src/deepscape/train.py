@@ -358,7 +358,8 @@ def make_schedule(
             optimizer,
             max_lr=[group["lr"] for group in optimizer.param_groups],
             total_steps=total_steps,
-            pct_start=max(cfg.warmup, 1 / total_steps),
+            # OneCycleLR divides by the warm-up phase's length in steps: at least one
+            pct_start=max(cfg.warmup, 2 / total_steps),
             cycle_momentum=cfg.optimizer == "sgd",
         )
     after = (

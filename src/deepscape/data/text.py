@@ -12,30 +12,31 @@ classification benchmarks (one sentence a line, label first: `1 a stirring , fun
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from deepscape.data import DataUnavailable, Splits, TextSplit, holdout, register
 
 PAD, UNK = "[PAD]", "[UNK]"  # ids 0 and 1 in every word-level vocabulary here
+# Words, with clitics split off as GloVe's (Stanford) tokenizer does: don't → do n't, it's → it 's
+WORDS = Regex(r"[\w\-]+?(?=n't\b)|n't\b|'(?:s|re|ve|m|ll|d)\b|[\w\-]+|[^\w\s]")
 
 
-# -- tokenizers -------------------------------------------------------------------------------------
+# -- tokenizers ------------------------------------------------------------------------------------
 def word_tokenizer(
     texts: Iterable[str], *, min_count: int = 1, max_words: int | None = None
 ) -> Tokenizer:
-    """A word-level tokenizer trained on `texts`: lower-cased, split into words and punctuation;
-    words seen fewer than `min_count` times (or beyond the `max_words` most frequent) become
-    [UNK]. Id 0 is [PAD], id 1 is [UNK]."""
-    tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    """A word-level tokenizer trained on `texts`: lower-cased, split into words, clitics and
+    punctuation; words seen fewer than `min_count` times (or beyond the `max_words` most
+    frequent) become [UNK]. Id 0 is [PAD], id 1 is [UNK]."""
+    tokenizer = _word_level(models.WordLevel(unk_token=UNK))
     trainer = trainers.WordLevelTrainer(
         special_tokens=[PAD, UNK],
         min_frequency=min_count,
@@ -44,6 +45,47 @@ def word_tokenizer(
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     return tokenizer
+
+
+def _word_level(model: models.WordLevel) -> Tokenizer:
+    tokenizer = Tokenizer(model)
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(WORDS, behavior="isolated")]
+    )
+    return tokenizer
+
+
+def words_of(tokenizer: Tokenizer, texts: Iterable[str]) -> set[str]:
+    """The distinct words of `texts` as `tokenizer` splits them (before any vocabulary lookup)."""
+    found: set[str] = set()
+    for text in texts:
+        normal = tokenizer.normalizer.normalize_str(text)
+        found.update(word for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(normal))
+    return found
+
+
+def with_words(data: Splits, known: Callable[[str], bool]) -> Splits:
+    """`data` re-encoded with a vocabulary grown by every word of its sentences that `known`
+    accepts (a pretrained embedding's vocabulary): such a word keeps its pretrained meaning even
+    when the training split never shows it. No labels are read."""
+    vocabulary = dict(data.tokenizer.get_vocab())
+    texts = [t for split in (data.train, data.validation, data.test) for t in split.texts]
+    for word in sorted(words_of(data.tokenizer, texts)):
+        if word not in vocabulary and known(word):
+            vocabulary[word] = len(vocabulary)
+    tokenizer = _word_level(models.WordLevel(vocab=vocabulary, unk_token=UNK))
+
+    def split(part: TextSplit) -> TextSplit:
+        return TextSplit(encode(tokenizer, part.texts), part.targets, part.texts)
+
+    return dataclasses.replace(
+        data,
+        train=split(data.train),
+        validation=split(data.validation),
+        test=split(data.test),
+        tokenizer=tokenizer,
+    )
 
 
 def encode(tokenizer: Tokenizer, texts: list[str], *, max_length: int = 0) -> torch.Tensor:
@@ -65,7 +107,7 @@ def save_tokenizer(tokenizer: Tokenizer, folder: Path) -> Path:
     return path
 
 
-# -- labelled sentences -----------------------------------------------------------------------------
+# -- labelled sentences ----------------------------------------------------------------------------
 def read_labelled(path: Path) -> tuple[list[str], list[str]]:
     """(sentences, labels) from a file with one sentence a line, label first (`1 the film ...`,
     `__label__neg the film ...`). A line without both is an error naming its line number."""
@@ -126,9 +168,7 @@ def sentence_splits(
 
     def split(part: str) -> TextSplit:
         sentences = [str(s) for s in texts[part]]
-        return TextSplit(
-            encode(tokenizer, sentences), torch.as_tensor(targets[part]), sentences
-        )
+        return TextSplit(encode(tokenizer, sentences), torch.as_tensor(targets[part]), sentences)
 
     return Splits(
         name=name,

@@ -1,0 +1,184 @@
+"""language/101/sentence-cnn — classify sentences with a CNN over word embeddings (Kim, 2014).
+
+Goal
+    Tell positive from negative movie reviews (and six kinds of question apart) with one layer of
+    convolutions over word vectors, and see what the filters learned: each is a detector of a few
+    phrases, and the classifier only weighs which detectors fired.
+
+New concepts
+    - a sentence as a sequence of token ids, and an embedding table that turns them into vectors
+    - 1-D convolution over words: a filter of width 3, 4 or 5 is an n-gram detector
+    - max-over-time pooling: a sentence of any length → one fixed-size feature vector
+    - embeddings random, pretrained and frozen (GloVe static), or pretrained and fine-tuned
+    - the CNN as feature extractor: the top-activating phrases of a filter say what it detects
+
+Scope
+    in:  SST-2, MR and TREC from the hub or `data_dir=` files (label first, then the sentence);
+         offline, the 200 MR sentences that gensim ships (the default: small, so noisy); random,
+         GloVe 6B-50d static and fine-tuned embeddings; the top phrases per filter, drawn here and
+         by `deepscape inspect RUN`.
+    out: tuning by sweeps (language/101/experiments), pretrained sentence encoders and LLMs
+         (language/101/transfer), deep and character-level CNNs (language/201/text-cnn).
+
+Target
+    ≥ 85 % test accuracy on SST-2, MR ≥ 79 %, TREC ≥ 90 % (the files of the benchmark in
+    `data_dir=`), each in ≤ 5 minutes on 2 CPU cores.
+
+    deepscape run language/101/sentence-cnn                          # 200 MR sentences, offline
+    deepscape run language/101/sentence-cnn dataset=sst2 data_dir=path/to/sentclf
+    deepscape run language/101/sentence-cnn dataset=trec data_dir=path/to/sentclf embeddings=random
+    deepscape inspect RUN                                            # the filters' top phrases
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from safetensors import SafetensorError
+from safetensors.torch import load_model
+from torch import nn
+
+from deepscape import figures
+from deepscape.config import ConfigError, TrainConfig, option
+from deepscape.data import Splits, get_dataset
+from deepscape.data.text import save_tokenizer, with_words
+from deepscape.inside_text import top_phrases, top_phrases_figure
+from deepscape.models.glove import load_glove
+from deepscape.models.text import SentenceCNN
+from deepscape.runs import Run
+from deepscape.train import Evaluation, Trainer
+
+
+@dataclass
+class Config(TrainConfig):
+    # data
+    dataset: Literal["mr-200", "sst2", "mr", "trec"] = option("mr-200", "sentences to classify")
+    data_dir: str | None = option(None, "folder with the sentence files (label first)")
+    # model
+    embeddings: Literal["random", "glove-static", "glove-tuned"] = option(
+        "glove-tuned", "word vectors: random, GloVe 6B-50d frozen, or GloVe fine-tuned"
+    )
+    dim: int = option(50, "embedding size (random embeddings; GloVe's is 50)")
+    widths: str = option("3,4,5", "filter widths, in words, comma-separated")
+    filters: int = option(100, "filters per width")
+    dropout: float = option(0.5, "dropout on the pooled features")
+    # training (overriding TrainConfig's defaults for this lab)
+    epochs: int = option(
+        0, "passes over the training split (0: enough for ~1,500 steps, between 10 and 50)"
+    )
+    batch_size: int = option(50, "sentences per optimisation step")
+    lr: float = option(1e-3, "peak learning rate")
+    weight_decay: float = option(1e-4, "decoupled weight decay")
+    figures: bool = option(True, "draw the figures (a sweep of many runs may skip them)")
+    phrases: int = option(5, "top-activating phrases shown per filter")
+
+
+def parse_widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise ConfigError(f"widths={text!r}: give filter widths like 3,4,5") from None
+    if not widths or min(widths) < 1:
+        raise ConfigError(f"widths={text!r}: each width must be a whole number ≥ 1")
+    return widths
+
+
+def sentences_for(config: Config) -> Splits:
+    """The run's sentences as token ids. With GloVe, the vocabulary also takes every word GloVe
+    knows, so that a word the training split never shows still arrives with its meaning."""
+    data = get_dataset(config.dataset, config.data_dir)
+    if config.embeddings == "random":
+        return data
+    return with_words(data, load_glove().__contains__)
+
+
+def model_for(config: Config, data: Splits) -> SentenceCNN:
+    """The CNN a run with `config` trains on `data` (inspect and later labs rebuild it)."""
+    vocabulary = [data.tokenizer.id_to_token(i) for i in range(data.tokenizer.get_vocab_size())]
+    embeddings = None
+    if config.embeddings != "random":
+        embeddings, _ = load_glove().embedding_matrix(vocabulary, seed=config.seed)
+    return SentenceCNN(
+        vocab_size=len(vocabulary),
+        num_classes=len(data.classes),
+        dim=config.dim,
+        widths=parse_widths(config.widths),
+        filters=config.filters,
+        dropout=config.dropout,
+        embeddings=embeddings,
+        freeze_embeddings=config.embeddings == "glove-static",
+    )
+
+
+def epochs_for(config: Config, data: Splits) -> int:
+    """The passes to make: `config.epochs`, or when 0 as many as make ~1,500 optimisation steps
+    (between 10 and 50): 11 on SST-2's 6,920 sentences, 50 on 120."""
+    if config.epochs > 0:
+        return config.epochs
+    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    return min(50, max(10, math.ceil(1500 / steps_per_epoch)))
+
+
+def fit(config: Config, data: Splits, run: Run) -> tuple[nn.Module, Evaluation]:
+    """Train the CNN on `data.train`, watched on validation; evaluate it once on test."""
+    config = dataclasses.replace(config, epochs=epochs_for(config, data))
+    run.update_summary(epochs=config.epochs)
+    trainer = Trainer(config, run)
+    model = trainer.fit(model_for(config, data), data.train, data.validation,
+                        num_classes=len(data.classes))  # fmt: skip
+    return model, trainer.evaluate(model, data.test)
+
+
+def run(config: Config, run: Run) -> dict[str, Any]:
+    # 1. Data: sentences as token ids; the vocabulary is the training split's, kept with the run.
+    data = sentences_for(config)
+    save_tokenizer(data.tokenizer, run.dir)
+    run.update_summary(
+        data={"name": data.name, "source": data.source, **data.sizes},
+        vocabulary=data.tokenizer.get_vocab_size(),
+    )
+
+    # 2-3. The CNN, trained; the test split touched once.
+    model, test = fit(config, data, run)
+
+    # 4. What happened, and what the filters detect.
+    if config.figures:
+        title = f"sentence CNN ({config.embeddings}) on {data.name}"
+        figures.training_curves(run, title=f"{title}: training curves")
+        figures.optimization(run, title=f"{title}: LR, gradients, updates")
+        figures.confusion_matrix(run, test.targets, test.predictions, data.classes)
+        phrases = top_phrases(model, data, count=config.phrases)
+        top_phrases_figure(run, phrases, title=f"{title}: what the filters detect")
+        run.update_summary(top_phrases=phrases)
+
+    return {
+        "test_accuracy": test.accuracy,
+        "test_loss": test.loss,
+        "val_accuracy": run.history("epoch")[-1]["val_accuracy"],
+        "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+
+
+def look_inside(run: Run, *, count: int = 5) -> dict[str, Any]:
+    """`deepscape inspect` for a sentence-CNN run: the top-activating phrases of its filters."""
+    config = run.config_as(Config)
+    if not run.weights_path.is_file():
+        raise ConfigError(
+            f"run {run.id} has no weights ({run.status}): finish it with "
+            f"`deepscape run {run.summary['lab']} --resume {run.id}`, or pick a finished run"
+        )
+    data = sentences_for(config)
+    model = model_for(config, data)
+    try:
+        load_model(model, run.weights_path)
+    except (SafetensorError, RuntimeError, OSError) as error:
+        raise ConfigError(
+            f"the weights of run {run.id} are corrupt or do not fit its model ({error}): "
+            f"train it again with `deepscape run {run.summary['lab']}`"
+        ) from None
+    phrases = top_phrases(model.eval(), data, count=count)
+    path = top_phrases_figure(run, phrases, title=f"run {run.id}: what the filters detect")
+    return {"inside_top_phrases": path, "phrases": phrases}

@@ -1,0 +1,109 @@
+"""language/101/sentence-cnn: Kim's CNN learns real sentences, and shows what its filters detect."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from deepscape.cli import app
+from deepscape.config import ConfigError
+from deepscape.data import get_dataset
+from deepscape.lab import run_lab
+from deepscape.models.glove import load_glove
+from deepscape.models.text import SentenceCNN
+from deepscape.runs import RunStore
+
+LAB = "language/101/sentence-cnn"
+SENTCLF = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentclf"
+
+
+def test_a_sentence_gets_the_same_features_however_its_batch_is_padded():
+    model = SentenceCNN(vocab_size=30, num_classes=2, filters=8).eval()
+    sentence = torch.tensor([[5, 6, 7, 8]])
+    padded = torch.tensor([[5, 6, 7, 8, 0, 0, 0, 0, 0]])
+    assert torch.allclose(model.features(sentence), model.features(padded))
+    one_word = model.features(torch.tensor([[9]]))  # shorter than the widest filter
+    assert one_word.shape == (1, 24) and one_word.isfinite().all()
+
+
+@pytest.fixture(scope="module")
+def mr_runs(tmp_path_factory: pytest.TempPathFactory):
+    """The default lab (GloVe fine-tuned, 200 MR sentences) at seeds 0, 1, 2 (~15 s)."""
+    store = RunStore(tmp_path_factory.mktemp("sentence-cnn"))
+    runs = [
+        run_lab(LAB, [f"seed={seed}", "threads=1"], store=store, show_progress=False)
+        for seed in (0, 1, 2)
+    ]
+    return runs, store
+
+
+def test_the_cnn_learns_movie_reviews_above_chance_on_held_out_sentences(mr_runs):
+    runs, _ = mr_runs
+    held_out = [(r.summary["metrics"]["test_accuracy"] + r.summary["best"]["val_accuracy"]) / 2
+                for r in runs]  # fmt: skip
+    # 80 held-out sentences a seed, half positive: chance is 0.5 (measured: ~0.64)
+    assert sum(held_out) / len(held_out) >= 0.57, held_out
+    assert (runs[0].dir / "tokenizer.json").is_file()
+    names = {p.name for p in runs[0].figures()}
+    assert {"curves.png", "confusion_matrix.png", "top_phrases.png"} <= names
+
+
+def test_top_phrases_are_n_grams_of_the_training_sentences(mr_runs):
+    runs, _ = mr_runs
+    found = runs[0].summary["top_phrases"]
+    assert {item["class"] for item in found} == {"negative", "positive"}
+    training = " ".join(get_dataset("mr-200").train.texts).lower()
+    for item in found:
+        width = int(item["filter"].split()[1])
+        assert item["phrases"], item
+        for phrase, activation in item["phrases"].items():
+            assert activation > 0 and len(phrase.split()) <= width
+            assert phrase.split()[0] in training
+
+
+def test_inspect_prints_what_the_filters_detect(mr_runs):
+    runs, store = mr_runs
+    result = CliRunner().invoke(app, ["inspect", runs[1].id, "--home", str(store.root)])
+    assert result.exit_code == 0, result.output
+    assert "the phrases that make its filters fire" in result.output
+    assert "→ positive" in result.output and "top_phrases.png" in result.output
+    as_json = CliRunner().invoke(app, ["inspect", runs[1].id, "--home", str(store.root), "--json"])
+    assert json.loads(as_json.stdout)["top_phrases"][0]["phrases"]
+
+
+def test_inspect_of_a_run_without_weights_names_the_fix(mr_runs):
+    runs, store = mr_runs
+    runs[2].weights_path.unlink()
+    result = CliRunner().invoke(app, ["inspect", runs[2].id, "--home", str(store.root)])
+    assert result.exit_code == 2 and "has no weights" in result.output
+
+
+def test_static_glove_embeddings_stay_glove(store: RunStore):
+    run = run_lab(LAB, ["embeddings=glove-static", "epochs=3", "threads=1", "figures=false"],
+                  store=store, show_progress=False)  # fmt: skip
+    weights = load_file(run.weights_path)["embedding.weight"]
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(run.dir / "tokenizer.json"))
+    film = tokenizer.token_to_id("film")
+    assert torch.allclose(weights[film], torch.from_numpy(load_glove()["film"]))
+    assert run.summary["vocabulary"] > get_dataset("mr-200").tokenizer.get_vocab_size()
+
+
+def test_bad_widths_are_one_line_errors(store: RunStore):
+    with pytest.raises(ConfigError, match="widths='3,x': give filter widths like 3,4,5"):
+        run_lab(LAB, ["widths=3,x"], store=store, show_progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SENTCLF.is_dir(), reason="needs ../shared/data/sentclf (benchmark data)")
+def test_trec_reaches_its_bar(store: RunStore):
+    run = run_lab(LAB, ["dataset=trec", f"data_dir={SENTCLF}", "figures=false"], store=store,
+                  show_progress=False)  # fmt: skip
+    assert run.summary["metrics"]["test_accuracy"] >= 0.90
+    assert run.summary["target"]["reached"] is True
