@@ -96,8 +96,8 @@ def test_static_glove_embeddings_stay_glove(store: RunStore):
 
 
 def test_bad_widths_are_one_line_errors(store: RunStore):
-    with pytest.raises(ConfigError, match="widths='3,x': give filter widths like 3,4,5"):
-        run_lab(LAB, ["widths=3,x"], store=store, show_progress=False)
+    with pytest.raises(ConfigError, match="widths='3-x': give filter widths like 3-4-5"):
+        run_lab(LAB, ["widths=3-x"], store=store, show_progress=False)
 
 
 @pytest.mark.slow

@@ -62,7 +62,7 @@ class Config(TrainConfig):
         "glove-tuned", "word vectors: random, GloVe 6B-50d frozen, or GloVe fine-tuned"
     )
     dim: int = option(50, "embedding size (random embeddings; GloVe's is 50)")
-    widths: str = option("3,4,5", "filter widths, in words, comma-separated")
+    widths: str = option("3-4-5", "filter widths in words, joined by - (a sweep lists several)")
     filters: int = option(100, "filters per width")
     dropout: float = option(0.5, "dropout on the pooled features")
     # training (overriding TrainConfig's defaults for this lab)
@@ -77,10 +77,11 @@ class Config(TrainConfig):
 
 
 def parse_widths(text: str) -> tuple[int, ...]:
+    """ "3-4-5" (or "3,4,5") → (3, 4, 5)."""
     try:
-        widths = tuple(int(w) for w in text.split(","))
+        widths = tuple(int(w) for w in text.replace(",", "-").split("-"))
     except ValueError:
-        raise ConfigError(f"widths={text!r}: give filter widths like 3,4,5") from None
+        raise ConfigError(f"widths={text!r}: give filter widths like 3-4-5") from None
     if not widths or min(widths) < 1:
         raise ConfigError(f"widths={text!r}: each width must be a whole number ≥ 1")
     return widths

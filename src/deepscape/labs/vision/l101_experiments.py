@@ -120,7 +120,7 @@ def run(config: Config, run: Run) -> dict[str, Any]:
         tuned_m["val_accuracy"] > default_m["val_accuracy"]
         and tuned_m["test_accuracy"] > default_m["test_accuracy"]
     )
-    verdict_figure(default, tuned, run.figure_path("5_tuned_vs_default"))
+    verdict_figure(default_m, tuned_m, run.figure_path("5_tuned_vs_default"))
     run.update_summary(
         tuned_run=tuned.id,
         default_run=default.id,
@@ -188,17 +188,18 @@ def lr_figure(runs: list[Run], named: dict[str, float], path) -> None:
     figures.save(fig, path)
 
 
-def verdict_figure(default: Run, tuned: Run, path) -> None:
+def verdict_figure(default: dict[str, float], tuned: dict[str, float], path) -> None:
+    """Validation and test accuracy of the default and the tuned setting, side by side."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     keys = ["val_accuracy", "test_accuracy"]
     x = np.arange(len(keys))
-    for offset, (name, r, colour) in enumerate(
+    for offset, (name, metrics, colour) in enumerate(
         (
             ("untuned default", default, "#999999"),
             ("tuned (chosen on validation)", tuned, "#2ca02c"),
         )
     ):
-        values = [r.summary["metrics"][k] for k in keys]
+        values = [metrics[k] for k in keys]
         bars = ax.bar(x + (offset - 0.5) * 0.38, values, 0.38, label=name, color=colour)
         ax.bar_label(bars, labels=[f"{v:.2%}" for v in values], fontsize=9)
     ax.set_xticks(x, ["validation", "test (looked at once, at the end)"])
