@@ -53,10 +53,11 @@ from torch import nn
 
 from deepscape import figures
 from deepscape.config import ConfigError, TrainConfig, option
-from deepscape.data import Splits, TensorSplit, get_dataset, holdout
+from deepscape.data import Splits, TensorSplit, get_dataset
 from deepscape.data.augment import photo_augmentation
 from deepscape.labs.vision import l101_objects10
 from deepscape.models.pretrained import PretrainedClassifier, load_backbone
+from deepscape.probe import accuracy, choose_logistic
 from deepscape.runs import Run
 from deepscape.sweep import stage
 from deepscape.train import Trainer
@@ -265,8 +266,7 @@ def linear_probe(model: PretrainedClassifier, data: Splits, run: Run, trainer: T
 
     train_x = features(model, data.train.inputs, trainer, what="train features")
     val_x = split_features("validation", data.validation)
-    candidates = [(fit_logistic(train_x, data.train.targets, l2=l2), l2) for l2 in L2_STRENGTHS]
-    head, l2 = max(candidates, key=lambda c: accuracy(c[0](val_x), data.validation.targets))
+    head, l2 = choose_logistic(train_x, data.train.targets, val_x, data.validation.targets)
     test_logits = head(split_features("test", data.test)).detach()
     return Probe(
         head=head,
@@ -274,13 +274,6 @@ def linear_probe(model: PretrainedClassifier, data: Splits, run: Run, trainer: T
         test_accuracy=accuracy(test_logits, data.test.targets),
         test_loss=float(F.cross_entropy(test_logits, data.test.targets)),
     )
-
-
-L2_STRENGTHS = (1e-4, 1e-3, 1e-2)
-
-
-def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    return float((logits.argmax(1) == targets).float().mean())
 
 
 @torch.no_grad()  # not inference_mode: the probe's regression takes gradients through these
@@ -299,19 +292,3 @@ def features(
             pooled = model.features(images[start : start + 256].to(device))
         out.append(pooled.float().cpu())
     return torch.cat(out)
-
-
-def fit_logistic(x: torch.Tensor, y: torch.Tensor, *, l2: float) -> nn.Linear:
-    """Softmax regression of `y` on `x` by L-BFGS (a convex problem: no LR, no epochs)."""
-    head = nn.Linear(x.shape[1], int(y.max()) + 1)
-    optimizer = torch.optim.LBFGS(head.parameters(), max_iter=300, line_search_fn="strong_wolfe")
-
-    def loss() -> torch.Tensor:
-        optimizer.zero_grad()
-        value = F.cross_entropy(head(x), y) + l2 * head.weight.pow(2).sum()
-        value.backward()
-        return value
-
-    with torch.enable_grad():
-        optimizer.step(loss)
-    return head
