@@ -345,9 +345,19 @@ def test_load_is_cached(the_map):
     assert landscape.load() is the_map
 
 
-def test_an_ambiguous_slug_resolves_to_the_one_available_lab(the_map):
-    # vision/101/experiments is available, language/101/experiments is planned
+def test_an_ambiguous_slug_resolves_to_the_one_available_lab():
+    real = landscape.load()
+    labs = tuple(
+        dataclasses.replace(lab, status="planned") if lab.id == "language/101/experiments" else lab
+        for lab in real.labs
+    )
+    the_map = dataclasses.replace(real, labs=labs)
     assert the_map.lab("experiments").id == "vision/101/experiments"
+
+
+def test_a_slug_two_available_labs_share_names_both(the_map):
+    with pytest.raises(UnknownLab, match="say vision/101/transfer or language/101/transfer"):
+        the_map.lab("transfer")
 
 
 def test_a_lab_imports_only_labs_it_declares_as_prerequisites(the_map):

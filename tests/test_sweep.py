@@ -295,3 +295,12 @@ def test_runs_delete_needs_confirmation_and_removes_only_what_it_names(three_run
     assert by_filter.exit_code == 0 and [r.id for r in store.list()] == [three_runs[2].id]
     nothing = cli("runs", "delete", "--yes")
     assert nothing.exit_code == 2 and "name the runs to delete" in nothing.stderr
+
+
+def test_a_relative_path_is_a_value_not_a_range():
+    from deepscape.labs.language.l101_sentence_cnn import Config
+
+    spec = parse_spec(
+        "language/101/sentence-cnn", Config, ["data_dir=../data/sentclf", "lr=1e-3,3e-3"]
+    )
+    assert spec.fixed == ("data_dir=../data/sentclf",)

@@ -120,7 +120,8 @@ def parse_spec(
             raise SweepError("sweep seeds with --seeds K (runs seeds 0 … K-1), not seed=")
         if key in params or any(f.startswith(key + "=") for f in fixed):
             raise SweepError(f"'{key}' is given twice")
-        if ".." in text:
+        takes_text = hints[key] is str or str in typing.get_args(hints[key])
+        if ".." in text and not takes_text:  # data_dir=../x is a path, not a range
             params[key] = _parse_range(key, text, hints[key])
             continue
         values = text.split(",")
