@@ -22,7 +22,9 @@ Scope
 
 Target
     ≥ 85 % test accuracy on SST-2, MR ≥ 79 %, TREC ≥ 90 % (the files of the benchmark in
-    `data_dir=`), each in ≤ 5 minutes on 2 CPU cores.
+    `data_dir=`), each in ≤ 5 minutes on 2 CPU cores. Measured with the defaults: TREC 92.8 % in
+    23 s of training; SST-2 80.0 % and MR 76.1 % fall short. Kim's 87 % on SST-2 trained on its
+    phrases too and on 300-d word2vec vectors; here only the sentences and 50-d GloVe are offline.
 
     deepscape run language/101/sentence-cnn                          # 200 MR sentences, offline
     deepscape run language/101/sentence-cnn dataset=sst2 data_dir=path/to/sentclf

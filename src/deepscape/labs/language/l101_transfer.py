@@ -63,7 +63,6 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import matplotlib.pyplot as plt
@@ -158,13 +157,10 @@ def learning_curve(config: Config, run: Run) -> dict[str, Any]:
     # every arm inherits this run's options (a sweep runs seed 0: the arms compare); the prompt
     # and descriptions are the zero-shot's alone (and may hold commas)
     own = {"method", "labelled", "sizes", "jobs", "seed", "question", "descriptions"}
-    # the data folder as an absolute path: a sweep reads `../x` as a range of numbers
-    data_dir = str(Path(config.data_dir).resolve()) if config.data_dir else None
-    inherited = dataclasses.replace(config, data_dir=data_dir)
     base = [
-        f"{f.name}={getattr(inherited, f.name)}"
-        for f in dataclasses.fields(inherited)
-        if f.name not in own and getattr(inherited, f.name) is not None
+        f"{f.name}={getattr(config, f.name)}"
+        for f in dataclasses.fields(config)
+        if f.name not in own and getattr(config, f.name) is not None
     ]
     labelled = ",".join(str(n) for n in sizes)
     runs = stage(
