@@ -61,7 +61,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -70,11 +70,11 @@ import torch
 import torch.nn.functional as F
 from matplotlib.ticker import PercentFormatter
 from rich.console import Console
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file, save_model
+from safetensors.torch import save_model
 from torch import nn
 
 from deepscape import figures
+from deepscape.cache import cached
 from deepscape.config import ConfigError, TrainConfig, option
 from deepscape.data import Splits, TextSplit, get_dataset
 from deepscape.labs.language import l101_sentence_cnn
@@ -392,27 +392,6 @@ def linear_probe(encoder: SentenceEncoder, data: Splits, config: Config, run: Ru
 
 
 # -- the cache: vectors and scores per (model, dataset, split) in the run store -------------------
-def cached(run: Run, kind: str, key: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """The tensor stored under `key` in the run store's cache/`kind`/, else computed and stored
-    (written to a temporary file and renamed: another arm may be reading)."""
-    path = run.dir.parent / "cache" / kind / f"{key}.safetensors"
-    if path.is_file():
-        try:
-            return load_file(path)["values"]
-        except (SafetensorError, KeyError, OSError):
-            pass  # a broken file is computed again and replaced
-    values = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: arms may run side by side
-    try:
-        save_file({"values": values.contiguous()}, str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return values
-
-
 def cache_key(model: str, data_name: str, split: str, texts: Sequence[str], *extra: str) -> str:
     """`model-dataset-split-count-hash`: the hash of the sentences (and of `extra`, e.g. the
     question) tells apart subsets of one split, and changed files."""

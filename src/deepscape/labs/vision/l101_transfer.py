@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -48,10 +47,11 @@ import torch
 import torch.nn.functional as F
 from matplotlib.ticker import PercentFormatter
 from rich.progress import track
-from safetensors.torch import load_file, save_file, save_model
+from safetensors.torch import save_model
 from torch import nn
 
 from deepscape import figures
+from deepscape.cache import cached
 from deepscape.config import ConfigError, TrainConfig, option
 from deepscape.data import Splits, TensorSplit, get_dataset
 from deepscape.data.augment import photo_augmentation
@@ -250,19 +250,12 @@ def linear_probe(model: PretrainedClassifier, data: Splits, run: Run, trainer: T
     L-BFGS, its L2 strength chosen on the validation images. Validation and test features are
     the same for every arm and size, so they are computed once and kept in the run store."""
     config: Config = trainer.config  # type: ignore[assignment]
-    cache = run.dir.parent / "cache" / "features"
     key = f"{config.backbone}-{config.image_size}px-{data.name}"
 
     def split_features(name: str, split: TensorSplit) -> torch.Tensor:
-        path = cache / f"{key}-{name}{len(split)}.safetensors"
-        if path.is_file():
-            return load_file(path)["features"]
-        computed = features(model, split.inputs, trainer, what=f"{name} features")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({"features": computed.contiguous()}, str(tmp))
-        os.replace(tmp, path)  # another arm may be reading: never a half-written file
-        return computed
+        what = f"{name} features"
+        return cached(run, "features", f"{key}-{name}{len(split)}",
+                      lambda: features(model, split.inputs, trainer, what=what))  # fmt: skip
 
     train_x = features(model, data.train.inputs, trainer, what="train features")
     val_x = split_features("validation", data.validation)
