@@ -223,14 +223,15 @@ def _hub_parts(
 SENTIMENT = ["negative", "positive"]
 BINARY_LABELS = {"0": "negative", "1": "positive", "neg": "negative", "pos": "positive"}
 TREC_CLASSES = ["description", "entity", "abbreviation", "human", "location", "number"]
-SENTCLF = "a folder in the sentence-classification format (label first, then the sentence)"
+SENTCLF = "one sentence a line, label first"  # the files of the sentence-classification benchmarks
+LOCAL = f"data_dir=FOLDER with its files ({SENTCLF})"
 
 
 def _local(data_dir: Path, *names: str) -> list[Path]:
     paths = [data_dir / n for n in names]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
-        raise DataUnavailable(f"data_dir={data_dir} lacks {', '.join(missing)} ({SENTCLF})")
+        raise DataUnavailable(f"data_dir={data_dir} lacks {', '.join(missing)} (each: {SENTCLF})")
     return paths
 
 
@@ -257,7 +258,13 @@ def load_sst2(data_dir: Path | None = None) -> Splits:
     else:
         hub_id = "SetFit/sst2"
         parts = _hub_parts(
-            from_hub(hub_id, name="sst2", local=f"data_dir={SENTCLF}", text="text", label="label"),
+            from_hub(
+                hub_id,
+                name="sst2",
+                local=LOCAL,
+                text="text",
+                label="label",
+            ),
             ["0", "1"],
         )
         source = f"Hugging Face hub: {hub_id}"
@@ -272,7 +279,13 @@ def load_mr(data_dir: Path | None = None) -> Splits:
         source = f"{path}"
     else:
         hub_id = "cornell-movie-review-data/rotten_tomatoes"
-        hub = from_hub(hub_id, name="mr", local=f"data_dir={SENTCLF}", text="text", label="label")
+        hub = from_hub(
+            hub_id,
+            name="mr",
+            local=LOCAL,
+            text="text",
+            label="label",
+        )
         parts = _hub_parts(hub, ["0", "1"])
         source = f"Hugging Face hub: {hub_id}"
     return sentence_splits("mr", source, parts, classes=SENTIMENT, label_names=BINARY_LABELS)
@@ -287,7 +300,11 @@ def load_trec(data_dir: Path | None = None) -> Splits:
     else:
         hub_id = "CogComp/trec"
         hub = from_hub(
-            hub_id, name="trec", local=f"data_dir={SENTCLF}", text="text", label="coarse_label"
+            hub_id,
+            name="trec",
+            local=LOCAL,
+            text="text",
+            label="coarse_label",
         )
         # the hub orders the coarse classes ABBR, ENTY, DESC, HUM, LOC, NUM
         hub_order = ["abbreviation", "entity", "description", "human", "location", "number"]
