@@ -12,7 +12,7 @@ import typer
 from deepscape.cli import AsJson, Home, app, err, one_line_errors, out, print_json
 from deepscape.runs import Run, RunStore
 
-RunId = Annotated[str, typer.Argument(metavar="RUN", help="a finished vision run (id or fragment)")]
+RunId = Annotated[str, typer.Argument(metavar="RUN", help="a finished run (id or fragment)")]
 
 
 @app.command()
@@ -34,7 +34,10 @@ def inspect(
         from deepscape.inside_figures import draw_inside
 
         run = RunStore(home).get(run_id)
-        module = landscape.load().lab(run.summary["lab"]).module()
+        try:
+            module = landscape.load().lab(run.summary["lab"]).module()
+        except LookupError:
+            module = None  # load_trained below says why such a run cannot be inspected
         if hasattr(module, "look_inside"):  # a lab that looks inside its models its own way
             return _looked_inside(run, module.look_inside(run), as_json)
         trained = load_trained(run)
