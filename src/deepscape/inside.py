@@ -92,23 +92,36 @@ def load_trained(run: Run) -> Trained:
             "pick a run that trained one, e.g. from `deepscape runs --lab vision/101/digits`"
         )
     if not run.weights_path.is_file():
-        raise InspectError(
-            f"run {run.id} has no weights ({run.status}): finish it with "
-            f"`deepscape run {lab_id} --resume {run.id}`, or pick a finished run"
-        )
+        raise no_weights(run)
     config = run.config_as(module.Config)
     data = get_dataset(config.dataset, config.data_dir)
     if data.modality != "image":
         raise InspectError(f"run {run.id} learnt {data.modality}, not images: nothing to draw")
     model = module.model_for(config, data)
+    load_weights(run, model)
+    return Trained(run, model.float().eval(), data)
+
+
+def no_weights(run: Run) -> InspectError:
+    lab_id = run.summary["lab"]
+    return InspectError(
+        f"run {run.id} has no weights ({run.status}): finish it with "
+        f"`deepscape run {lab_id} --resume {run.id}`, or pick a finished run"
+    )
+
+
+def load_weights(run: Run, model: nn.Module) -> None:
+    """The run's safetensors weights into `model` (rebuilt by the run's lab), or an InspectError
+    that says what to do."""
+    if not run.weights_path.is_file():
+        raise no_weights(run)
     try:
         load_model(model, run.weights_path)
     except (SafetensorError, RuntimeError, OSError) as error:
         raise InspectError(
             f"the weights of run {run.id} are corrupt or do not fit its model ({error}): "
-            f"train it again with `deepscape run {lab_id}`"
+            f"train it again with `deepscape run {run.summary['lab']}`"
         ) from None
-    return Trained(run, model.float().eval(), data)
 
 
 # -- layers ---------------------------------------------------------------------------------------

@@ -349,6 +349,16 @@ def _run_one(
     return made[0].id if made else None
 
 
+def inherited(config: Any, own: set[str]) -> list[str]:
+    """`key=value` for every option of `config` except `own` and those left at None: what the
+    runs of a lab's stage take over from the run that stages them."""
+    return [
+        f"{f.name}={getattr(config, f.name)}"
+        for f in dataclasses.fields(config)
+        if f.name not in own and getattr(config, f.name) is not None
+    ]
+
+
 def stage(
     parent: Run,
     name: str,

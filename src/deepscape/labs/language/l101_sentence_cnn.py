@@ -39,8 +39,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from safetensors import SafetensorError
-from safetensors.torch import load_model
 from torch import nn
 
 from deepscape import figures
@@ -167,21 +165,14 @@ def run(config: Config, run: Run) -> dict[str, Any]:
 
 def look_inside(run: Run, *, count: int = 5) -> dict[str, Any]:
     """`deepscape inspect` for a sentence-CNN run: the top-activating phrases of its filters."""
+    from deepscape.inside import load_weights, no_weights  # captum: only when inspecting
+
+    if not run.weights_path.is_file():  # before the data: that check is cheap
+        raise no_weights(run)
     config = run.config_as(Config)
-    if not run.weights_path.is_file():
-        raise ConfigError(
-            f"run {run.id} has no weights ({run.status}): finish it with "
-            f"`deepscape run {run.summary['lab']} --resume {run.id}`, or pick a finished run"
-        )
     data = sentences_for(config)
     model = model_for(config, data)
-    try:
-        load_model(model, run.weights_path)
-    except (SafetensorError, RuntimeError, OSError) as error:
-        raise ConfigError(
-            f"the weights of run {run.id} are corrupt or do not fit its model ({error}): "
-            f"train it again with `deepscape run {run.summary['lab']}`"
-        ) from None
+    load_weights(run, model)
     phrases = top_phrases(model.eval(), data, count=count)
     path = top_phrases_figure(run, phrases, title=f"run {run.id}: what the filters detect")
     return {"inside_top_phrases": path, "phrases": phrases}

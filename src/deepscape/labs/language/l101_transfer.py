@@ -88,7 +88,7 @@ from deepscape.models.language import (
 )
 from deepscape.probe import accuracy, choose_logistic
 from deepscape.runs import Run
-from deepscape.sweep import stage
+from deepscape.sweep import inherited, stage
 from deepscape.train import Trainer, resolve_precision
 
 TRANSFER = "language/101/transfer"
@@ -156,12 +156,9 @@ def learning_curve(config: Config, run: Run) -> dict[str, Any]:
 
     # every arm inherits this run's options (a sweep runs seed 0: the arms compare); the prompt
     # and descriptions are the zero-shot's alone (and may hold commas)
-    own = {"method", "labelled", "sizes", "jobs", "seed", "question", "descriptions"}
-    base = [
-        f"{f.name}={getattr(config, f.name)}"
-        for f in dataclasses.fields(config)
-        if f.name not in own and getattr(config, f.name) is not None
-    ]
+    base = inherited(
+        config, {"method", "labelled", "sizes", "jobs", "seed", "question", "descriptions"}
+    )
     labelled = ",".join(str(n) for n in sizes)
     runs = stage(
         run,

@@ -59,7 +59,7 @@ from deepscape.labs.vision import l101_objects10
 from deepscape.models.pretrained import PretrainedClassifier, load_backbone
 from deepscape.probe import accuracy, choose_logistic
 from deepscape.runs import Run
-from deepscape.sweep import stage
+from deepscape.sweep import inherited, stage
 from deepscape.train import Trainer
 
 TRANSFER = "vision/101/transfer"
@@ -106,12 +106,7 @@ def learning_curve(config: Config, run: Run) -> dict[str, Any]:
     data = get_dataset(config.dataset, config.data_dir)
     sizes = parse_sizes(config.sizes, len(data.train))
     # every arm inherits this run's options (a sweep runs seed 0: the arms compare)
-    own = {"method", "labelled", "sizes", "jobs", "seed"}
-    base = [
-        f"{f.name}={getattr(config, f.name)}"
-        for f in dataclasses.fields(config)
-        if f.name not in own and getattr(config, f.name) is not None
-    ]
+    base = inherited(config, {"method", "labelled", "sizes", "jobs", "seed"})
     labelled = ",".join(str(n) for n in sizes)
     runs = stage(
         run,
