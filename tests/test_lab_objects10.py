@@ -12,13 +12,21 @@ import pytest
 import torch
 from PIL import Image
 
-from deepscape.config import TrainConfig
+from deepscape.config import ConfigError, TrainConfig
 from deepscape.data import DataUnavailable, get_dataset
 from deepscape.data.augment import photo_augmentation
 from deepscape.data.objects import CIFAR10_CLASSES, FASHION_CLASSES, FASHION_DEBIAN_DIR
 from deepscape.lab import run_lab
-from deepscape.models.vision import ObjectsCNN, Residual, Whitening, build_model
-from deepscape.train import make_optimizer
+from deepscape.labs.vision import l101_objects10
+from deepscape.models.vision import (
+    FastCNN,
+    ObjectsCNN,
+    Residual,
+    ScaleFreeNorm,
+    Whitening,
+    build_model,
+)
+from deepscape.train import Lookahead, make_optimizer
 
 OBJECTS10 = "vision/101/objects10"
 CIFAR_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"
@@ -107,14 +115,19 @@ def test_photo_augmentation_draws_afresh_for_every_image():
     torch.manual_seed(0)
     image = torch.rand(3, 32, 32)
     batch = image.expand(64, -1, -1, -1).clone()
-    crop_flip = photo_augmentation("crop-flip", size=32)
+    crop_flip = photo_augmentation("crop-flip")
     out = crop_flip(batch)
     assert out.shape == batch.shape
     distinct = {x.numpy().tobytes() for x in out}
     assert len(distinct) > 20  # one draw per image, not one per batch
-    strong = photo_augmentation("strong", size=32)(batch)
+    # each output is a crop of the reflected image, or of its mirror image
+    padded = torch.nn.functional.pad(image[None], (4, 4, 4, 4), mode="reflect")[0]
+    crops = padded.unfold(1, 32, 1).unfold(2, 32, 1).permute(1, 2, 0, 3, 4).reshape(-1, 3, 32, 32)
+    crops = torch.cat([crops, crops.flip(3)])
+    assert all((crops == x).flatten(1).all(1).any() for x in out)
+    strong = photo_augmentation("strong")(batch)
     assert ((strong == 0).flatten(1).sum(1) > 30).any()  # some images had a patch erased
-    assert photo_augmentation("none", size=32) is None
+    assert photo_augmentation("none") is None
 
 
 # -- the model -------------------------------------------------------------------------------------
@@ -169,6 +182,65 @@ def test_flip_averaging_is_used_at_test_time_only():
     assert torch.allclose(model(images), model(images.flip(3)), atol=1e-5)  # mirror-invariant
     model.train()
     assert not torch.allclose(model(images), expected, atol=1e-3)
+
+
+def test_shift_averaging_adds_the_one_pixel_moves_at_test_time():
+    torch.manual_seed(0)
+    model = ObjectsCNN(in_shape=(3, 32, 32), num_classes=10, width=16, shift_average=True).eval()
+    images = torch.rand(4, 3, 32, 32)
+    padded = torch.nn.functional.pad(images, (1, 1, 1, 1), mode="reflect")
+
+    def mirrored(x):
+        return (model.logits(x) + model.logits(x.flip(3))) / 2
+
+    moved = (mirrored(padded[..., :32, :32]) + mirrored(padded[..., 2:, 2:])) / 2
+    assert torch.allclose(model(images), (mirrored(images) + moved) / 2, atol=1e-5)
+
+
+def test_the_fast_cnn_starts_as_identities_with_scale_free_norms():
+    torch.manual_seed(0)
+    images = torch.rand(64, 3, 32, 32)
+    model = build_model("fast", images=images, num_classes=10, widths=(16, 32, 32))
+    cnn = model[1]
+    assert isinstance(cnn, FastCNN) and isinstance(cnn.features[0], Whitening)
+    assert model(images[:8]).shape == (8, 10)
+    convs = [m for m in cnn.features if type(m) is torch.nn.Conv2d]
+    assert [c.out_channels for c in convs] == [16, 16, 32, 32, 32, 32]
+    second = convs[1]  # 16 → 16: every filter passes its own channel on, untouched
+    x = torch.randn(2, 16, 8, 8)
+    assert torch.allclose(second(x), x)
+    norms = [m for m in cnn.modules() if isinstance(m, ScaleFreeNorm)]
+    assert len(norms) == 6 and not any(n.weight.requires_grad for n in norms)
+    names = l101_objects10.norm_shifts(model)
+    assert len(names) == 6 and all(name.endswith(".bias") for name in names)
+    grey = build_model("fast", images=torch.rand(16, 1, 28, 28), num_classes=10, widths=(8, 8, 8))
+    assert grey(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_bad_widths_are_refused_with_an_example():
+    with pytest.raises(ConfigError, match="widths='64-256' is not three channel counts"):
+        l101_objects10.parse_widths("64-256")
+    with pytest.raises(ConfigError, match="for example 64-256-256"):
+        l101_objects10.parse_widths("64-x-256")
+    assert l101_objects10.parse_widths("64-256-256") == (64, 256, 256)
+
+
+def test_lookahead_pulls_weights_to_their_average_and_ends_on_it():
+    layer = torch.nn.Linear(2, 1, bias=False)
+    torch.nn.init.zeros_(layer.weight)
+    lookahead = Lookahead(layer, total_steps=10, every=5)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    lookahead.step(4)  # not a multiple of 5: nothing happens
+    assert torch.equal(layer.weight, torch.ones(1, 2))
+    lookahead.step(5)  # decay 0.95^5 · (5/10)³ ≈ 0.097: the average moves most of the way
+    decay = 0.95**5 * 0.5**3
+    assert torch.allclose(layer.weight, torch.full((1, 2), 1 - decay))
+    assert torch.equal(lookahead.average["weight"], layer.weight.detach())
+    with torch.no_grad():
+        layer.weight.fill_(5.0)
+    lookahead.step(10)  # the last step: the model becomes the average, the fast weights are dropped
+    assert torch.allclose(layer.weight, torch.full((1, 2), 1 - decay))
 
 
 # -- the lab ---------------------------------------------------------------------------------------

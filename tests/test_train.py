@@ -197,17 +197,20 @@ def test_a_checkpoint_of_another_model_is_corrupt_too(store, tmp_path):
         run_lab(DIGITS, [], store=store, resume=run.id, show_progress=False)
 
 
+@pytest.mark.parametrize("lookahead", ["false", "true"])
 def test_interrupt_after_a_checkpoint_then_resume_matches_an_uninterrupted_run(
-    store, tmp_path, monkeypatch
+    store, tmp_path, monkeypatch, lookahead
 ):
-    """In-process twin of the CLI test: Ctrl-C lands right after epoch 2's checkpoint."""
+    """In-process twin of the CLI test: Ctrl-C lands right after epoch 2's checkpoint. With
+    Lookahead the slow weights travel in the checkpoint too, or the resumed run would differ."""
     overrides = ["epochs=4", "model=mlp", "threads=1", "seed=3", "checkpoint_every=0"]
+    overrides.append(f"lookahead={lookahead}")
     reference = _run(tmp_path / "reference", overrides)
 
     checkpoint = Trainer.checkpoint
 
-    def checkpoint_then_ctrl_c(self, model, optimizer, scheduler, epochs_done):
-        checkpoint(self, model, optimizer, scheduler, epochs_done)
+    def checkpoint_then_ctrl_c(self, model, optimizer, scheduler, epochs_done, *rest):
+        checkpoint(self, model, optimizer, scheduler, epochs_done, *rest)
         if epochs_done == 2:
             raise KeyboardInterrupt
 

@@ -49,6 +49,9 @@ class TrainConfig:
     )
     warmup: float = option(0.1, "fraction of steps spent warming the LR up from ~0")
     label_smoothing: float = option(0.0, "cross-entropy label smoothing")
+    lookahead: bool = option(
+        False, "every 5 steps, move the weights to a moving average of themselves (Lookahead)"
+    )
     precision: Literal["fp32", "bf16", "fp16", "auto"] = option(
         "fp32",
         "numeric precision of forward passes (bf16 is fast on recent CPUs; auto: bf16 where the "

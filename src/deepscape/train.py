@@ -112,17 +112,19 @@ class Trainer:
         frozen parameters (requires_grad=False) stay as they are."""
         cfg, acc = self.config, self.accelerator
         train_loader = self.loader(train, shuffle=True)
+        total_steps = cfg.epochs * len(train_loader)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer = make_optimizer(model, cfg, lr_scales)
-        scheduler = make_schedule(optimizer, cfg, total_steps=cfg.epochs * len(train_loader))
+        scheduler = make_schedule(optimizer, cfg, total_steps=total_steps)
         model, optimizer, train_loader, scheduler = acc.prepare(
             model, optimizer, train_loader, scheduler
         )
-        first_epoch = self.resume(model, optimizer, scheduler)
+        watched = UpdateWatcher(model)
+        lookahead = Lookahead(model, total_steps=total_steps) if cfg.lookahead else None
+        first_epoch = self.resume(model, optimizer, scheduler, lookahead)
         done_before = self.run.history("epoch")  # a resumed run keeps counting its training time
         clock = time.perf_counter() - (done_before[-1]["seconds"] if done_before else 0.0)
-        watched = UpdateWatcher(model)
         parameters = list(model.parameters())
         last_checkpoint = time.monotonic()
         train_accuracy = MulticlassAccuracy(  # our own logits and targets: no need to validate
@@ -130,7 +132,7 @@ class Trainer:
         ).to(acc.device)
         step = first_epoch * len(train_loader)
 
-        with self.progress_bar(cfg.epochs * len(train_loader), step) as (progress, bar):
+        with self.progress_bar(total_steps, step) as (progress, bar):
             for epoch in range(first_epoch, cfg.epochs):
                 set_seed(cfg.seed * 10_000 + epoch)
                 model.train()
@@ -172,6 +174,8 @@ class Trainer:
                         }
                     )
                     step += 1
+                    if lookahead is not None:
+                        lookahead.step(step)
                     progress.update(bar, advance=1)
 
                 # one metric update per epoch: per-step updates cost more than the tiny model's step
@@ -195,7 +199,7 @@ class Trainer:
                 )
                 last_epoch = epoch + 1 == cfg.epochs
                 if last_epoch or time.monotonic() - last_checkpoint >= cfg.checkpoint_every:
-                    self.checkpoint(model, optimizer, scheduler, epoch + 1)
+                    self.checkpoint(model, optimizer, scheduler, epoch + 1, lookahead)
                     last_checkpoint = time.monotonic()
 
         model = acc.unwrap_model(model)
@@ -243,7 +247,12 @@ class Trainer:
 
     # -- checkpoints: what makes a run resumable --------------------------------------------------
     def checkpoint(
-        self, model: nn.Module, optimizer: Any, scheduler: Any, epochs_done: int
+        self,
+        model: nn.Module,
+        optimizer: Any,
+        scheduler: Any,
+        epochs_done: int,
+        lookahead: Lookahead | None = None,
     ) -> None:
         state = {
             "model": self.accelerator.unwrap_model(model).state_dict(),
@@ -251,6 +260,8 @@ class Trainer:
             "scheduler": scheduler.state_dict(),
             "epochs_done": epochs_done,
         }
+        if lookahead is not None:
+            state["lookahead"] = lookahead.average
         # History first: if we are stopped in between, resume() drops the records past the
         # checkpoint; the other order could leave a checkpoint whose epoch has no history.
         self.run.commit_history()
@@ -259,7 +270,9 @@ class Trainer:
         os.replace(tmp, self.run.checkpoint_path)
         write_atomic(self.run.dir / "progress.txt", f"{epochs_done}/{self.config.epochs} epochs\n")
 
-    def resume(self, model: nn.Module, optimizer: Any, scheduler: Any) -> int:
+    def resume(
+        self, model: nn.Module, optimizer: Any, scheduler: Any, lookahead: Lookahead | None = None
+    ) -> int:
         """Load the run's checkpoint if it has one; returns the first epoch still to train."""
         path = self.run.checkpoint_path
         if not path.exists():
@@ -269,6 +282,8 @@ class Trainer:
             self.accelerator.unwrap_model(model).load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            if lookahead is not None:
+                lookahead.load(state["lookahead"])
         except Exception as error:
             raise CorruptCheckpoint(
                 f"checkpoint {path} cannot be read ({type(error).__name__}): "
@@ -290,6 +305,34 @@ class Trainer:
             disable=not self.show_progress,
         ) as progress:
             yield progress, progress.add_task("training", total=total, completed=completed)
+
+
+class Lookahead:
+    """Slow weights that the fast ones are pulled back to (Zhang et al. 2019, in the form of
+    hlb-CIFAR10 and Jordan 2024): every `every` steps the average moves toward the weights by
+    1 − decay and the weights restart from it. The fast weights explore at a high LR; the average
+    keeps the direction they agree on. decay grows as 0.95^every · (step / total)³, so early on the
+    weights lead and late the average does; after the last step the model *is* the average.
+    Floating-point buffers (batch-norm statistics) are averaged with the weights."""
+
+    def __init__(self, model: nn.Module, *, total_steps: int, every: int = 5):
+        self.total_steps, self.every = total_steps, every
+        self.live = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+        self.average = {k: v.detach().clone() for k, v in self.live.items()}
+
+    @torch.no_grad()
+    def step(self, step: int) -> None:
+        last = step >= self.total_steps
+        if step % self.every and not last:
+            return
+        decay = 1.0 if last else 0.95**self.every * (step / self.total_steps) ** 3
+        for name, average in self.average.items():
+            average.lerp_(self.live[name], 1 - decay)
+            self.live[name].copy_(average)
+
+    def load(self, average: dict[str, torch.Tensor]) -> None:
+        for name, tensor in self.average.items():
+            tensor.copy_(average[name])
 
 
 class UpdateWatcher:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -177,6 +178,7 @@ class ObjectsCNN(nn.Module):
         batch_norm: bool = True,
         residual: bool = True,
         flip_average: bool = True,
+        shift_average: bool = False,
         whiten: bool = False,
         images: torch.Tensor | None = None,
         dropout: float = 0.0,
@@ -202,16 +204,102 @@ class ObjectsCNN(nn.Module):
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.classify = nn.Linear(channels, num_classes)
-        self.flip_average = flip_average
+        self.flip_average, self.shift_average = flip_average, shift_average
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:  # "b c h w -> b classes"
         return self.classify(self.dropout(self.pool(self.features(x)).flatten(1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # "b c h w -> b classes"
-        if self.flip_average and not self.training:
-            # a mirrored photo shows the same object: average the two views' logits
-            return (self.logits(x) + self.logits(x.flip(3))) / 2
-        return self.logits(x)
+        if self.training:
+            return self.logits(x)
+        return average_views(self.logits, x, mirror=self.flip_average, shift=self.shift_average)
+
+
+def average_views(
+    logits: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, mirror: bool, shift: bool
+) -> torch.Tensor:
+    """Test-time augmentation: the logits of each photo averaged over views that show the same
+    object — its mirror image (`mirror`), and copies moved one pixel up-left and down-right
+    (`shift`, weighted a half together, as in Jordan 2024). "b c h w -> b classes" """
+
+    def mirrored(views: torch.Tensor) -> torch.Tensor:
+        return (logits(views) + logits(views.flip(3))) / 2 if mirror else logits(views)
+
+    if not shift:
+        return mirrored(x)
+    height, width = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    moved = (mirrored(padded[..., :height, :width]) + mirrored(padded[..., 2:, 2:])) / 2
+    return (mirrored(x) + moved) / 2
+
+
+class ScaleFreeNorm(nn.BatchNorm2d):
+    """Batch norm whose scale is fixed at 1 (only the shift learns) and whose running statistics
+    follow the last few batches (momentum 0.4): with few, large steps, statistics that lag
+    behind the weights would misjudge them at test time."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, eps=1e-12, momentum=0.4)
+        self.weight.requires_grad_(False)
+
+
+def identity_conv(c_in: int, c_out: int) -> nn.Conv2d:
+    """A 3×3 convolution whose first `c_in` filters start as the identity (the rest random): the
+    block starts by passing its input on, as a residual block would, without the extra path."""
+    conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+    with torch.no_grad():
+        nn.init.dirac_(conv.weight[:c_in])
+    return conv
+
+
+class FastCNN(nn.Module):
+    """The fastest known small CNN for CIFAR-10 (airbench94, Jordan 2024; after Page 2018 and
+    hlb-CIFAR10): a whitened stem, then three groups of (conv, pool, norm, GELU, conv, norm, GELU)
+    with identity-initialised convolutions and scale-free norms, global max pooling, and logits
+    scaled down by 9 so that the high LR it trains at does not make them confident too early.
+
+        b c h w → whiten → b 8c h−1 w−1 → group 1 → b w1 h/2 w/2 → group 2 → b w2 h/4 w/4
+                → group 3 → b w3 h/8 w/8 → global max → b w3 → linear / 9 → b classes
+    """
+
+    def __init__(
+        self,
+        *,
+        in_shape: tuple[int, int, int],
+        num_classes: int,
+        images: torch.Tensor,
+        widths: tuple[int, ...] = (64, 256, 256),
+        flip_average: bool = True,
+        shift_average: bool = True,
+        **_: object,
+    ):
+        super().__init__()
+        stem = Whitening(images=images)
+        layers: list[nn.Module] = [stem, nn.GELU()]
+        channels = stem.out_channels
+        for out in widths:
+            layers += [
+                identity_conv(channels, out),
+                nn.MaxPool2d(2),
+                ScaleFreeNorm(out),
+                nn.GELU(),
+                identity_conv(out, out),
+                ScaleFreeNorm(out),
+                nn.GELU(),
+            ]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.classify = nn.Linear(channels, num_classes, bias=False)
+        self.flip_average, self.shift_average = flip_average, shift_average
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:  # "b c h w -> b classes"
+        return self.classify(self.pool(self.features(x)).flatten(1)) / 9
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # "b c h w -> b classes"
+        if self.training:
+            return self.logits(x)
+        return average_views(self.logits, x, mirror=self.flip_average, shift=self.shift_average)
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -219,6 +307,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "cnn": SmallCNN,
     "resnet": ObjectsCNN,
+    "fast": FastCNN,
 }
 
 

@@ -189,7 +189,7 @@ def one_arm(config: Config, run: Run) -> dict[str, Any]:
     )
 
     # both trained arms see the same random crops and mirror images of the labelled images
-    augment = photo_augmentation("crop-flip", size=data.train.inputs.shape[-1])
+    augment = photo_augmentation("crop-flip")
     if config.method == "scratch":  # objects10's CNN, on the same labels, steps and test images
         model = fit(model, augment=augment)
     else:
