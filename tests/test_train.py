@@ -19,6 +19,8 @@ from deepscape.train import (
     CorruptCheckpoint,
     Trainer,
     TrainingDiverged,
+    UpdateWatcher,
+    base_lr,
     make_optimizer,
     make_schedule,
 )
@@ -209,8 +211,8 @@ def test_interrupt_after_a_checkpoint_then_resume_matches_an_uninterrupted_run(
 
     checkpoint = Trainer.checkpoint
 
-    def checkpoint_then_ctrl_c(self, model, optimizer, scheduler, epochs_done, *rest):
-        checkpoint(self, model, optimizer, scheduler, epochs_done, *rest)
+    def checkpoint_then_ctrl_c(self, model, optimizer, scheduler, epochs_done):
+        checkpoint(self, model, optimizer, scheduler, epochs_done)
         if epochs_done == 2:
             raise KeyboardInterrupt
 
@@ -294,6 +296,9 @@ def test_lr_scales_by_name_prefix_and_frozen_parameters_left_out():
         scheduler.step()
     low, high, _ = sorted(g["lr"] for g in optimizer.param_groups)
     assert low == pytest.approx(high * 0.1) and high > 0.05  # each group's cycle at its own peak
+    assert base_lr(optimizer) == pytest.approx(high)  # what the step records call "lr"
+    watched = UpdateWatcher(model).names
+    assert "0.weight" not in watched and "2.weight" in watched  # frozen weights do not move
 
 
 def _lrs(schedule: str, warmup: float, total: int = 100) -> list[float]:

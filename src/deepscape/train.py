@@ -92,6 +92,7 @@ class Trainer:
         if config.device == "cuda" and not gpu:
             raise RuntimeError("device=cuda but no GPU is visible to PyTorch: use device=auto")
         self.precision = resolve_precision(config.precision, gpu=gpu)
+        self.lookahead: Lookahead | None = None
         self.accelerator = Accelerator(
             cpu=config.device == "cpu", mixed_precision=PRECISION[self.precision]
         )
@@ -121,8 +122,9 @@ class Trainer:
             model, optimizer, train_loader, scheduler
         )
         watched = UpdateWatcher(model)
-        lookahead = Lookahead(model, total_steps=total_steps) if cfg.lookahead else None
-        first_epoch = self.resume(model, optimizer, scheduler, lookahead)
+        # the slow weights are part of the training state: checkpoints carry them
+        self.lookahead = Lookahead(model, total_steps=total_steps) if cfg.lookahead else None
+        first_epoch = self.resume(model, optimizer, scheduler)
         done_before = self.run.history("epoch")  # a resumed run keeps counting its training time
         clock = time.perf_counter() - (done_before[-1]["seconds"] if done_before else 0.0)
         parameters = list(model.parameters())
@@ -168,14 +170,14 @@ class Trainer:
                             "step": step,
                             "epoch": epoch,
                             "loss": loss_value,
-                            "lr": max(group["lr"] for group in optimizer.param_groups),
+                            "lr": base_lr(optimizer),
                             "grad_norm": float(grad_norm),
                             "update_ratio": watched.ratios(),
                         }
                     )
                     step += 1
-                    if lookahead is not None:
-                        lookahead.step(step)
+                    if self.lookahead is not None:
+                        self.lookahead.step(step)
                     progress.update(bar, advance=1)
 
                 # one metric update per epoch: per-step updates cost more than the tiny model's step
@@ -199,7 +201,7 @@ class Trainer:
                 )
                 last_epoch = epoch + 1 == cfg.epochs
                 if last_epoch or time.monotonic() - last_checkpoint >= cfg.checkpoint_every:
-                    self.checkpoint(model, optimizer, scheduler, epoch + 1, lookahead)
+                    self.checkpoint(model, optimizer, scheduler, epoch + 1)
                     last_checkpoint = time.monotonic()
 
         model = acc.unwrap_model(model)
@@ -247,12 +249,7 @@ class Trainer:
 
     # -- checkpoints: what makes a run resumable --------------------------------------------------
     def checkpoint(
-        self,
-        model: nn.Module,
-        optimizer: Any,
-        scheduler: Any,
-        epochs_done: int,
-        lookahead: Lookahead | None = None,
+        self, model: nn.Module, optimizer: Any, scheduler: Any, epochs_done: int
     ) -> None:
         state = {
             "model": self.accelerator.unwrap_model(model).state_dict(),
@@ -260,8 +257,8 @@ class Trainer:
             "scheduler": scheduler.state_dict(),
             "epochs_done": epochs_done,
         }
-        if lookahead is not None:
-            state["lookahead"] = lookahead.average
+        if self.lookahead is not None:
+            state["lookahead"] = self.lookahead.average
         # History first: if we are stopped in between, resume() drops the records past the
         # checkpoint; the other order could leave a checkpoint whose epoch has no history.
         self.run.commit_history()
@@ -270,9 +267,7 @@ class Trainer:
         os.replace(tmp, self.run.checkpoint_path)
         write_atomic(self.run.dir / "progress.txt", f"{epochs_done}/{self.config.epochs} epochs\n")
 
-    def resume(
-        self, model: nn.Module, optimizer: Any, scheduler: Any, lookahead: Lookahead | None = None
-    ) -> int:
+    def resume(self, model: nn.Module, optimizer: Any, scheduler: Any) -> int:
         """Load the run's checkpoint if it has one; returns the first epoch still to train."""
         path = self.run.checkpoint_path
         if not path.exists():
@@ -282,8 +277,8 @@ class Trainer:
             self.accelerator.unwrap_model(model).load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            if lookahead is not None:
-                lookahead.load(state["lookahead"])
+            if self.lookahead is not None:
+                self.lookahead.load(state["lookahead"])
         except Exception as error:
             raise CorruptCheckpoint(
                 f"checkpoint {path} cannot be read ({type(error).__name__}): "
@@ -339,7 +334,7 @@ class UpdateWatcher:
     """‖ΔW‖ / ‖W‖ of one optimizer step for every weight matrix: how fast each layer moves."""
 
     def __init__(self, model: nn.Module):
-        named = [(n, p) for n, p in model.named_parameters() if p.ndim >= 2]
+        named = [(n, p) for n, p in model.named_parameters() if p.ndim >= 2 and p.requires_grad]
         self.names = [n for n, _ in named]
         self.weights = [p.detach() for _, p in named]
         self.before = [w.clone() for w in self.weights]
@@ -381,13 +376,24 @@ def make_optimizer(
             scale = next((s for pre, s in prefixes if name.startswith(pre)), 1.0)
             by_group.setdefault((scale, p.ndim >= 2), []).append(p)
     groups = [
-        {"params": ps, "lr": cfg.lr * scale, "weight_decay": cfg.weight_decay if decay else 0.0}
+        {
+            "params": ps,
+            "lr": cfg.lr * scale,
+            "lr_scale": scale,
+            "weight_decay": cfg.weight_decay if decay else 0.0,
+        }
         for (scale, decay), ps in by_group.items()
     ]
     if cfg.optimizer == "sgd":
         # Nesterov's look-ahead needs momentum; momentum=0 is plain SGD
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def base_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The scheduled LR of the config's `lr`, whatever `lr_scales` did to some groups."""
+    group = optimizer.param_groups[0]
+    return group["lr"] / group.get("lr_scale", 1.0)
 
 
 def make_schedule(
