@@ -20,6 +20,7 @@ only beside this repository; the benchmark refuses to run without it.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +32,8 @@ from deepscape.runs import RunStore
 
 SENTCLF = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentclf"
 BARS = {"sst2": 0.85, "mr": 0.79, "trec": 0.90}
+CNN_EMBEDDINGS = ("glove-tuned", "glove+minilm")
+CNN_SEEDS = (0, 1, 2)
 
 
 def lab(store: RunStore, name: str, overrides: list[str]):
@@ -82,28 +85,59 @@ def part_words(store: RunStore) -> str:
 def part_cnn(store: RunStore) -> str:
     rows = []
     for dataset, bar in BARS.items():
-        run = lab(store, "language/101/sentence-cnn", [f"dataset={dataset}", f"data_dir={SENTCLF}"])
-        m, epochs = run.summary["metrics"], run.history("epoch")
-        seconds = epochs[-1]["seconds"]
-        verdict = "✓" if m["test_accuracy"] >= bar and seconds <= 300 else "✗"
-        rows.append(
-            [
-                dataset,
-                f"{run.summary['data']['train']:,}",
-                run.summary["epochs"],
-                f"{m['val_accuracy']:.1%}",
-                f"{m['test_accuracy']:.1%}",
-                f"≥ {bar:.0%}",
-                f"{seconds:.0f} s",
-                verdict,
+        for embeddings in CNN_EMBEDDINGS:
+            runs = [
+                lab(
+                    store,
+                    "language/101/sentence-cnn",
+                    [
+                        f"dataset={dataset}",
+                        f"data_dir={SENTCLF}",
+                        f"embeddings={embeddings}",
+                        f"seed={seed}",
+                        "figures=false",
+                    ],
+                )
+                for seed in CNN_SEEDS
             ]
-        )
+            tests = [r.summary["metrics"]["test_accuracy"] for r in runs]
+            validations = [r.summary["metrics"]["val_accuracy"] for r in runs]
+            seconds = max(r.history("epoch")[-1]["seconds"] for r in runs)
+            mean = statistics.mean(tests)
+            verdict = "✓" if mean >= bar and seconds <= 300 else "✗"
+            rows.append(
+                [
+                    dataset,
+                    embeddings,
+                    f"{runs[0].summary['data']['train']:,}",
+                    runs[0].summary["epochs"],
+                    f"{statistics.mean(validations):.1%}",
+                    f"**{mean:.1%}** ({min(tests):.1%}–{max(tests):.1%})",
+                    f"≥ {bar:.0%}",
+                    f"{seconds:.0f} s",
+                    verdict,
+                ]
+            )
     return (
-        "`deepscape run language/101/sentence-cnn dataset=D data_dir=sentclf` (the defaults: "
-        "GloVe 6B-50d fine-tuned, widths 3-4-5 × 100 filters, dropout 0.5, AdamW one-cycle, "
-        "batch 50).\n\n"
+        "`deepscape run language/101/sentence-cnn dataset=D data_dir=sentclf embeddings=E "
+        f"seed=S` for seeds {', '.join(map(str, CNN_SEEDS))} (otherwise the defaults: widths "
+        "3-4-5 × 100 filters, dropout 0.5, AdamW one-cycle, batch 50). `glove-tuned` (the "
+        "default) is GloVe 6B-50d fine-tuned; `glove+minilm` puts MiniLM's word-piece vectors "
+        "(384-d, from its input table, no context) beside GloVe's. Test accuracy: the mean over "
+        "the seeds (lowest–highest); training: the slowest seed.\n\n"
         + table(
-            ["dataset", "train", "epochs", "validation", "test", "target", "training", ""], rows
+            [
+                "dataset",
+                "embeddings",
+                "train",
+                "epochs",
+                "validation",
+                "test",
+                "target",
+                "training",
+                "",
+            ],
+            rows,
         )
         + "\n"
     )

@@ -42,8 +42,9 @@ from deepscape.data.augment import RandomAffine
 from deepscape.lab import run_lab
 from deepscape.labs.vision import l101_digits
 from deepscape.models.vision import build_model
+from deepscape.optim import make_optimizer, make_schedule
 from deepscape.runs import RunStore
-from deepscape.train import Trainer, make_optimizer, make_schedule
+from deepscape.train import Trainer
 
 LAB = "vision/101/digits"
 # A CNN tuned for speed on 28×28 (narrow, three stages, bf16, channels-last, no augmentation)

@@ -26,7 +26,7 @@ from deepscape.models.vision import (
     Whitening,
     build_model,
 )
-from deepscape.train import Lookahead, make_optimizer
+from deepscape.optim import Lookahead, make_optimizer
 
 OBJECTS10 = "vision/101/objects10"
 CIFAR_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"

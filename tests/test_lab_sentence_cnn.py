@@ -14,7 +14,9 @@ from deepscape.cli import app
 from deepscape.config import ConfigError
 from deepscape.data import get_dataset
 from deepscape.lab import run_lab
+from deepscape.labs.language import l101_sentence_cnn
 from deepscape.models.glove import load_glove
+from deepscape.models.language import load_encoder, word_piece_vectors
 from deepscape.models.text import SentenceCNN
 from deepscape.runs import RunStore
 
@@ -93,6 +95,25 @@ def test_static_glove_embeddings_stay_glove(store: RunStore):
     film = tokenizer.token_to_id("film")
     assert torch.allclose(weights[film], torch.from_numpy(load_glove()["film"]))
     assert run.summary["vocabulary"] > get_dataset("mr-200").tokenizer.get_vocab_size()
+
+
+def test_glove_beside_minilm_word_pieces_starts_from_both_tables():
+    config = l101_sentence_cnn.Config(embeddings="glove+minilm")
+    data = l101_sentence_cnn.sentences_for(config)
+    model = l101_sentence_cnn.model_for(config, data)
+    table = model.embedding.weight.detach()
+    assert table.shape == (data.tokenizer.get_vocab_size(), 50 + 384)
+    film = data.tokenizer.token_to_id("film")
+    assert torch.allclose(table[film, :50], torch.from_numpy(load_glove()["film"]))
+    encoder = load_encoder()
+    pieces = encoder.tokenizer("unwatchable", add_special_tokens=False)["input_ids"]
+    assert len(pieces) > 1  # a word MiniLM splits: its vector is its pieces' average
+    piece_table = encoder.transformer.get_input_embeddings().weight.detach()
+    (vector,) = word_piece_vectors(["unwatchable"])
+    assert torch.allclose(vector, piece_table[pieces].mean(0))
+    # MiniLM's half is rescaled to GloVe's size, so neither half drowns the other
+    glove_size, piece_size = table[:, :50].norm(dim=1).mean(), table[:, 50:].norm(dim=1).mean()
+    assert float(piece_size) == pytest.approx(float(glove_size), rel=1e-3)
 
 
 def test_bad_widths_are_one_line_errors(store: RunStore):

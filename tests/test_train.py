@@ -14,16 +14,9 @@ from conftest import untimed
 from deepscape.config import TrainConfig, apply_overrides
 from deepscape.lab import run_lab
 from deepscape.labs.vision.l101_digits import Config
+from deepscape.optim import base_lr, make_optimizer, make_schedule
 from deepscape.runs import Run, RunStore
-from deepscape.train import (
-    CorruptCheckpoint,
-    Trainer,
-    TrainingDiverged,
-    UpdateWatcher,
-    base_lr,
-    make_optimizer,
-    make_schedule,
-)
+from deepscape.train import CorruptCheckpoint, Trainer, TrainingDiverged, UpdateWatcher
 
 DIGITS = "vision/101/digits"
 SMALL = ["epochs=2", "model=mlp", "threads=1"]

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepscape.config import TrainConfig
 from deepscape.data import whole_batch
-from deepscape.train import make_optimizer
+from deepscape.optim import make_optimizer
 
 
 @dataclass

@@ -185,6 +185,20 @@ def load_encoder(name: str = MINILM) -> SentenceEncoder:
     return SentenceEncoder(transformer, tokenizer, name=name, source=source).eval()
 
 
+def word_piece_vectors(vocabulary: Sequence[str], name: str = MINILM) -> torch.Tensor:
+    """Static word vectors "n d" from a pretrained encoder's input table: the embeddings of each
+    word's word pieces, averaged (zeros for a word with none). No context is used, only the
+    table that MiniLM learned for its 30,522 pieces; a word GloVe lacks still gets its pieces'."""
+    encoder = load_encoder(name)
+    table = encoder.transformer.get_input_embeddings().weight.detach().float()
+    pieces = encoder.tokenizer(list(vocabulary), add_special_tokens=False)["input_ids"]
+    vectors = torch.zeros(len(vocabulary), table.shape[1])
+    for row, ids in enumerate(pieces):
+        if ids:
+            vectors[row] = table[ids].mean(0)
+    return vectors
+
+
 def similarity_scores(
     embeddings: torch.Tensor, encoder: SentenceEncoder, descriptions: Sequence[str]
 ) -> torch.Tensor:

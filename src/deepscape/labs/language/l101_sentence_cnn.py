@@ -39,6 +39,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import torch
 from torch import nn
 
 from deepscape import figures
@@ -47,6 +48,7 @@ from deepscape.data import Splits, get_dataset
 from deepscape.data.text import save_tokenizer, with_words
 from deepscape.inside_text import top_phrases, top_phrases_figure
 from deepscape.models.glove import load_glove
+from deepscape.models.language import word_piece_vectors
 from deepscape.models.text import SentenceCNN
 from deepscape.runs import Run
 from deepscape.train import Evaluation, Trainer
@@ -58,8 +60,10 @@ class Config(TrainConfig):
     dataset: Literal["mr-200", "sst2", "mr", "trec"] = option("mr-200", "sentences to classify")
     data_dir: str | None = option(None, "folder with the sentence files (label first)")
     # model
-    embeddings: Literal["random", "glove-static", "glove-tuned"] = option(
-        "glove-tuned", "word vectors: random, GloVe 6B-50d frozen, or GloVe fine-tuned"
+    embeddings: Literal["random", "glove-static", "glove-tuned", "glove+minilm"] = option(
+        "glove-tuned",
+        "word vectors: random, GloVe 6B-50d frozen or fine-tuned, or GloVe beside MiniLM's "
+        "word-piece vectors (fine-tuned)",
     )
     dim: int = option(50, "embedding size (random embeddings; GloVe's is 50)")
     widths: str = option("3-4-5", "filter widths in words, joined by - (a sweep lists several)")
@@ -102,6 +106,11 @@ def model_for(config: Config, data: Splits) -> SentenceCNN:
     embeddings = None
     if config.embeddings != "random":
         embeddings, _ = load_glove().embedding_matrix(vocabulary, seed=config.seed)
+    if config.embeddings == "glove+minilm":
+        pieces = word_piece_vectors(vocabulary)
+        # on GloVe's scale, so that neither half drowns the other when training starts
+        pieces *= embeddings.norm(dim=1).mean() / pieces.norm(dim=1).mean()
+        embeddings = torch.cat([embeddings, pieces], dim=1)  # "n (50 + 384)"
     return SentenceCNN(
         vocab_size=len(vocabulary),
         num_classes=len(data.classes),
