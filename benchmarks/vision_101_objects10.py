@@ -68,8 +68,7 @@ def bare_loop(overrides: list[str], epochs: int) -> list[dict]:
     torch.manual_seed(config.seed)
     data = get_dataset(config.dataset, config.data_dir)
     model = l101_objects10.model_for(config, data).to(memory_format=torch.channels_last)
-    lr_scales = {name: config.norm_bias_lr for name in l101_objects10.norm_shifts(model)}
-    optimizer = make_optimizer(model, config, lr_scales)
+    optimizer = make_optimizer(model, config, l101_objects10.lr_scales_for(config, model))
     steps = -(-len(data.train) // config.batch_size)
     scheduler = make_schedule(optimizer, config, total_steps=config.epochs * steps)
     lookahead = Lookahead(model, total_steps=config.epochs * steps) if config.lookahead else None

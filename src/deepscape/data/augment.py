@@ -57,9 +57,9 @@ class PerImage:
 
 
 class RandomCropFlip:
-    """A random `size`² crop of each image padded by `padding` (reflected) — a shift of up to
-    `padding` pixels each way — and a left-right flip half the time, every image drawn on its own.
-    One gather for the whole batch: ~20× faster than looping torchvision's RandomCrop per image."""
+    """An image-sized random crop of each image padded by `padding` (reflected) — a shift of up
+    to `padding` pixels each way — and a left-right flip half the time, each image drawn on its
+    own. One gather for the whole batch: ~20× faster than torchvision's RandomCrop per image."""
 
     def __init__(self, *, padding: int = 4):
         self.padding = padding

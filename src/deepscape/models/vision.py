@@ -157,7 +157,24 @@ class Whitening(nn.Conv2d):
         self.weight.requires_grad_(False)
 
 
-class ObjectsCNN(nn.Module):
+class ViewAveraged(nn.Module):
+    """A classifier whose `logits` are, at test time, averaged over views of each photo that show
+    the same object (`average_views`): its mirror image when `flip_average`, one-pixel moves when
+    `shift_average`. Training sees one view."""
+
+    flip_average: bool
+    shift_average: bool
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # "b c h w -> b classes"
+        if self.training:
+            return self.logits(x)
+        return average_views(self.logits, x, mirror=self.flip_average, shift=self.shift_average)
+
+
+class ObjectsCNN(ViewAveraged):
     """The digits CNN grown up for photos, each lever switchable so that a sweep can show what it
     buys: batch norm, residual blocks, test-time flip averaging.
 
@@ -209,11 +226,6 @@ class ObjectsCNN(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:  # "b c h w -> b classes"
         return self.classify(self.dropout(self.pool(self.features(x)).flatten(1)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # "b c h w -> b classes"
-        if self.training:
-            return self.logits(x)
-        return average_views(self.logits, x, mirror=self.flip_average, shift=self.shift_average)
-
 
 def average_views(
     logits: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, mirror: bool, shift: bool
@@ -252,7 +264,7 @@ def identity_conv(c_in: int, c_out: int) -> nn.Conv2d:
     return conv
 
 
-class FastCNN(nn.Module):
+class FastCNN(ViewAveraged):
     """The fastest known small CNN for CIFAR-10 (airbench94, Jordan 2024; after Page 2018 and
     hlb-CIFAR10): a whitened stem, then three groups of (conv, pool, norm, GELU, conv, norm, GELU)
     with identity-initialised convolutions and scale-free norms, global max pooling, and logits
@@ -295,11 +307,6 @@ class FastCNN(nn.Module):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:  # "b c h w -> b classes"
         return self.classify(self.pool(self.features(x)).flatten(1)) / 9
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # "b c h w -> b classes"
-        if self.training:
-            return self.logits(x)
-        return average_views(self.logits, x, mirror=self.flip_average, shift=self.shift_average)
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {

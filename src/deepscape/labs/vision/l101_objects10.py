@@ -129,6 +129,13 @@ def norm_shifts(model: nn.Module) -> list[str]:
     return [f"{n}.bias" for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
 
 
+def lr_scales_for(config: Config, model: nn.Module) -> dict[str, float]:
+    """The LR multipliers of a run (`Trainer.fit(lr_scales=)`): the norms' shifts may learn
+    faster than the weights, since a shift moves every value of a channel at once and, without a
+    learned scale, has nothing to trade against."""
+    return {name: config.norm_bias_lr for name in norm_shifts(model)}
+
+
 def run(config: Config, run: Run) -> dict[str, float]:
     # 1. Data: photos of 10 kinds of objects, in the same contract as the digits.
     data = get_dataset(config.dataset, config.data_dir).with_train_fraction(config.train_fraction)
@@ -141,16 +148,13 @@ def run(config: Config, run: Run) -> dict[str, float]:
     trainer = Trainer(config, run)
     run.update_summary(precision=trainer.precision)
     augment = photo_augmentation(config.augment, padding=config.crop_padding)
-    # The norms' shifts may learn faster than the weights: a shift moves every value of a channel
-    # at once and, without a learned scale, has nothing to trade against.
-    lr_scales = {name: config.norm_bias_lr for name in norm_shifts(model)}
     model = trainer.fit(
         model,
         data.train,
         data.validation,
         num_classes=len(data.classes),
         augment=augment,
-        lr_scales=lr_scales,
+        lr_scales=lr_scales_for(config, model),
     )
 
     # 4. The test split, touched once, at the end.
