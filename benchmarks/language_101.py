@@ -121,9 +121,10 @@ def part_cnn(store: RunStore) -> str:
     return (
         "`deepscape run language/101/sentence-cnn dataset=D data_dir=sentclf embeddings=E "
         f"seed=S` for seeds {', '.join(map(str, CNN_SEEDS))} (otherwise the defaults: widths "
-        "3-4-5 × 100 filters, dropout 0.5, AdamW one-cycle, batch 50). `glove-tuned` (the "
-        "default) is GloVe 6B-50d fine-tuned; `glove+minilm` puts MiniLM's word-piece vectors "
-        "(384-d, from its input table, no context) beside GloVe's. Test accuracy: the mean over "
+        "3-4-5 × 100 filters, dropout 0.5, AdamW one-cycle, batch 50, the pretrained embeddings "
+        "fine-tuned at 0.3× the LR). `glove-tuned` (the default) is GloVe 6B-50d fine-tuned; "
+        "`glove+minilm` puts MiniLM's word-piece vectors (384-d, from its input table, no "
+        "context) beside GloVe's. Test accuracy: the mean over "
         "the seeds (lowest–highest); training: the slowest seed.\n\n"
         + table(
             [

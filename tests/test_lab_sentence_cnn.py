@@ -97,6 +97,24 @@ def test_static_glove_embeddings_stay_glove(store: RunStore):
     assert run.summary["vocabulary"] > get_dataset("mr-200").tokenizer.get_vocab_size()
 
 
+def test_pretrained_embeddings_move_at_the_embedding_lr_and_random_ones_at_the_full_lr(
+    store: RunStore,
+):
+    def table_after(embeddings: str, embedding_lr: float) -> torch.Tensor:
+        overrides = [f"embeddings={embeddings}", f"embedding_lr={embedding_lr}", "epochs=2",
+                     "threads=1", "figures=false"]  # fmt: skip
+        run = run_lab(LAB, overrides, store=store, show_progress=False)
+        return load_file(run.weights_path)["embedding.weight"]
+
+    config = l101_sentence_cnn.Config()
+    data = l101_sentence_cnn.sentences_for(config)
+    start = l101_sentence_cnn.model_for(config, data).embedding.weight.detach()
+    drift = {lr: (table_after("glove-tuned", lr) - start).norm() for lr in (1.0, 0.3)}
+    # Adam's steps scale with the LR: the gentle run's vectors travel ~0.3 as far
+    assert 0.1 < drift[0.3] / drift[1.0] < 0.5, drift
+    assert torch.equal(table_after("random", 0.3), table_after("random", 1.0))
+
+
 def test_glove_beside_minilm_word_pieces_starts_from_both_tables():
     config = l101_sentence_cnn.Config(embeddings="glove+minilm")
     data = l101_sentence_cnn.sentences_for(config)

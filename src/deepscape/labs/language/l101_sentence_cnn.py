@@ -73,6 +73,9 @@ class Config(TrainConfig):
     widths: str = option("3-4-5", "filter widths in words, joined by - (a sweep lists several)")
     filters: int = option(100, "filters per width")
     dropout: float = option(0.5, "dropout on the pooled features")
+    embedding_lr: float = option(
+        0.3, "pretrained embeddings learn at this fraction of lr (random ones at the full lr)"
+    )
     # training (overriding TrainConfig's defaults for this lab)
     epochs: int = option(
         0, "passes over the training split (0: enough for ~1,500 steps, between 10 and 50)"
@@ -141,8 +144,11 @@ def fit(config: Config, data: Splits, run: Run) -> tuple[nn.Module, Evaluation]:
     config = dataclasses.replace(config, epochs=epochs_for(config, data))
     run.update_summary(epochs=config.epochs)
     trainer = Trainer(config, run)
+    # pretrained vectors are moved gently: at the full LR they drift from what made them useful
+    gentle = config.embeddings != "random" and config.embedding_lr != 1.0
+    scales = {"embedding.": config.embedding_lr} if gentle else None
     model = trainer.fit(model_for(config, data), data.train, data.validation,
-                        num_classes=len(data.classes))  # fmt: skip
+                        num_classes=len(data.classes), lr_scales=scales)  # fmt: skip
     return model, trainer.evaluate(model, data.test)
 
 
