@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -134,9 +135,11 @@ def test_glove_beside_minilm_word_pieces_starts_from_both_tables():
     assert float(piece_size) == pytest.approx(float(glove_size), rel=1e-3)
 
 
-def test_bad_widths_are_one_line_errors(store: RunStore):
+def test_bad_widths_and_embedding_lr_are_one_line_errors(store: RunStore):
     with pytest.raises(ConfigError, match="widths='3-x': give filter widths like 3-4-5"):
         run_lab(LAB, ["widths=3-x"], store=store, show_progress=False)
+    with pytest.raises(ConfigError, match=re.escape("embedding_lr=-0.3: give a fraction ≥ 0")):
+        run_lab(LAB, ["embedding_lr=-0.3"], store=store, show_progress=False)
 
 
 @pytest.mark.slow

@@ -143,6 +143,8 @@ def epochs_for(config: Config, data: Splits) -> int:
 
 def fit(config: Config, data: Splits, run: Run) -> tuple[nn.Module, Evaluation]:
     """Train the CNN on `data.train`, watched on validation; evaluate it once on test."""
+    if config.embedding_lr < 0:
+        raise ConfigError(f"embedding_lr={config.embedding_lr}: give a fraction ≥ 0, e.g. 0.3")
     config = dataclasses.replace(config, epochs=epochs_for(config, data))
     run.update_summary(epochs=config.epochs)
     trainer = Trainer(config, run)
