@@ -15,12 +15,12 @@ import pytest
 from conftest import untimed
 from typer.testing import CliRunner
 
-from deepscape import cli as cli_module
 from deepscape.cli import app
+from deepscape.cli import common as cli_common
 from deepscape.config import apply_overrides
 from deepscape.labs.vision.l101_digits import Config
 from deepscape.runs import Run, RunStore
-from deepscape.train import Trainer
+from deepscape.loop import Loop
 
 DEEPSCAPE = Path(sys.executable).parent / "deepscape"  # this venv's console script
 DIGITS = "vision/101/digits"
@@ -48,7 +48,7 @@ def finished_run(cli, home) -> dict:
 @pytest.fixture
 def wide(monkeypatch):
     """A 200-column terminal, so that tables keep run ids on one line."""
-    monkeypatch.setattr(cli_module.out, "width", 200)
+    monkeypatch.setattr(cli_common.out, "width", 200)
 
 
 def _bad_input(result, *fragments: str) -> None:
@@ -289,13 +289,13 @@ def test_show_lists_a_failed_run_among_the_last_runs(cli, home, wide):
 
 
 def _ctrl_c_after_first_epoch(monkeypatch) -> None:
-    checkpoint = Trainer.checkpoint
+    checkpoint = Loop.checkpoint
 
-    def checkpoint_then_ctrl_c(self, model, optimizer, scheduler, epochs_done):
-        checkpoint(self, model, optimizer, scheduler, epochs_done)
+    def checkpoint_then_ctrl_c(self):
+        checkpoint(self)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Trainer, "checkpoint", checkpoint_then_ctrl_c)
+    monkeypatch.setattr(Loop, "checkpoint", checkpoint_then_ctrl_c)
 
 
 def test_ctrl_c_exits_130_with_the_resume_command(cli, home, monkeypatch):

@@ -11,8 +11,7 @@ from deepscape import landscape
 from deepscape.cli import app
 from deepscape.lab import run_lab
 from deepscape.labs.vision.l101_digits import Config
-from deepscape.sweep import parse_spec
-from deepscape.tracking import sweep_config
+from deepscape.sweep import parse_spec, sweep_config
 
 DIGITS = "vision/101/digits"
 TINY = ["model=linear", "epochs=2", "threads=1"]

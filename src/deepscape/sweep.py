@@ -28,6 +28,7 @@ from typing import Any
 from deepscape import exit_quickly
 from deepscape.config import ConfigError, closest, parse_value
 from deepscape.runs import Run, RunStore, write_atomic
+from deepscape.tracking import PROJECT, logged_in
 
 
 class SweepError(ConfigError):
@@ -380,3 +381,54 @@ def stage(
         parent.update_summary(sweeps={**known, name: sweep.id})
     run_sweep(sweep, store, jobs=jobs)
     return list(sweep.runs(store).values())
+
+
+# -- W&B: the same sweep, run by agents on many machines ----------------------------------------
+def sweep_config(spec: SweepSpec, target: Any) -> dict[str, Any]:
+    """A W&B sweep configuration equivalent to a deepscape sweep spec (for `--agent`)."""
+    parameters: dict[str, Any] = {}
+    for key, param in spec.params.items():
+        if isinstance(param, Choices):
+            parameters[key] = {"values": list(param.values)}
+        elif param.scale == "log":
+            parameters[key] = {
+                "distribution": "log_uniform_values",
+                "min": param.low,
+                "max": param.high,
+            }
+        elif param.scale == "int":
+            parameters[key] = {
+                "distribution": "int_uniform",
+                "min": int(param.low),
+                "max": int(param.high),
+            }
+        else:
+            parameters[key] = {"distribution": "uniform", "min": param.low, "max": param.high}
+    for fixed in spec.fixed:
+        key, _, value = fixed.partition("=")
+        parameters[key] = {"value": value}
+    parameters["seed"] = {"values": list(range(spec.seeds))}
+    config = {
+        "name": f"deepscape {spec.lab}",
+        "method": "random" if spec.random else "grid",
+        "metric": {"name": target.metric, "goal": "maximize" if target.op == ">=" else "minimize"},
+        "parameters": parameters,
+        # each agent runs: deepscape run LAB --wandb key=value … (our own override syntax)
+        "command": ["deepscape", "run", spec.lab, "--wandb", "${args_no_hyphens}"],
+    }
+    if spec.random:
+        config["run_cap"] = spec.random * spec.seeds
+    return config
+
+
+def register_sweep(config: dict[str, Any], folder: Path) -> str:
+    """Register `config` as a W&B sweep; returns its id. The config is also kept in `folder`."""
+    (folder / "wandb_sweep.json").write_text(json.dumps(config, indent=2))
+    if not logged_in() or os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled"):
+        raise RuntimeError(
+            "registering a W&B sweep needs a W&B login and the network (run `wandb login`); "
+            f"the sweep's W&B config is in {folder / 'wandb_sweep.json'}"
+        )
+    import wandb
+
+    return wandb.sweep(config, project=PROJECT)

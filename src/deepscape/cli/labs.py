@@ -1,81 +1,32 @@
-"""The `deepscape` command: parse, call the library, print (rich for people, --json for tools).
-
-Exit codes: 0 done, 1 the run failed, 2 bad input (unknown lab, key, value, run or data),
-130 interrupted.
-"""
+"""`deepscape map`, `show` and `run`: the landscape, one lab's card, and running a lab."""
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
 
-from deepscape import exit_quickly, landscape
-from deepscape.config import ConfigError, describe
-from deepscape.runs import Run, RunNotFound, RunStore
-
-app = typer.Typer(
-    help="deepscape — the deep learning landscape, made runnable. Start with `deepscape map`.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from deepscape import landscape
+from deepscape.cli.common import (
+    AsJson,
+    Home,
+    WandbFlag,
+    app,
+    err,
+    one_line_errors,
+    out,
+    print_json,
+    runs_table,
 )
+from deepscape.config import describe
+from deepscape.runs import Run, RunStore
 
-
-@app.callback()
-def _every_command() -> None:
-    exit_quickly()
-
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-Home = Annotated[
-    Path | None,
-    typer.Option("--home", envvar="DEEPSCAPE_HOME", help="run store folder [default: ./runs]"),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="print JSON for tools instead of tables")]
-WandbFlag = Annotated[
-    bool, typer.Option("--wandb", help="also log to Weights & Biases (offline without a login)")
-]
 MARKS = {
     landscape.REACHED: "[green]✓ reached[/]",
     landscape.BELOW: "[yellow]✗ below target[/]",
     landscape.NOT_RUN: "[dim]· not run[/]",
 }
-
-
-def _bad_input_errors() -> tuple[type[BaseException], ...]:
-    from deepscape.data import DataUnavailable  # imports torch: only when a command needs it
-
-    return (
-        landscape.UnknownLab,
-        landscape.LabNotAvailable,
-        ConfigError,
-        RunNotFound,
-        DataUnavailable,
-    )
-
-
-@contextmanager
-def one_line_errors() -> Iterator[None]:
-    """Known mistakes become one red line and exit code 2, not a traceback."""
-    try:
-        yield
-    except _bad_input_errors() as error:
-        err.print(f"[red]error:[/] {error}", highlight=False)
-        raise typer.Exit(2) from None
-
-
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 # -- the map --------------------------------------------------------------------------------------
@@ -205,7 +156,7 @@ def show(
             table.add_row(o["name"], o["type"], repr(o["default"]), o["help"])
         out.print(table)
     if recent:
-        cli_runs.runs_table(recent, lab.target.metric, title="Your last runs")
+        runs_table(recent, lab.target.metric, title="Your last runs")
     elif lab.available:
         out.print(f"\nNot run yet: [cyan]deepscape run {lab.id}[/]")
 
@@ -299,8 +250,3 @@ def _report(run_: Run, as_json: bool) -> None:
     out.print(f"run [cyan]{run_.id}[/] in {run_.dir}")
     for figure in run_.figures():
         out.print(f"  figure: {figure}")
-
-
-# `runs`, `sweep` and `compare` live in their own modules, which register them on `app` (imported
-# last, so that everything they use from here already exists).
-from deepscape import cli_experiments, cli_inside, cli_runs  # noqa: E402, F401

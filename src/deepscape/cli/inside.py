@@ -1,7 +1,4 @@
-"""`deepscape inspect` and `deepscape serve`: look inside a trained vision run, and host it.
-
-Registered on the app of `deepscape.cli`, which imports this module last.
-"""
+"""`deepscape inspect` and `deepscape serve`: look inside a trained vision run, and host it."""
 
 from __future__ import annotations
 
@@ -9,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from deepscape.cli import AsJson, Home, app, err, one_line_errors, out, print_json
+from deepscape.cli.common import AsJson, Home, app, err, one_line_errors, out, print_json
 from deepscape.runs import Run, RunStore
 
 RunId = Annotated[str, typer.Argument(metavar="RUN", help="a finished run (id or fragment)")]

@@ -1,7 +1,4 @@
-"""`deepscape runs`: list (with filters), show and delete recorded runs.
-
-Registered on the app of `deepscape.cli`, which imports this module last.
-"""
+"""`deepscape runs`: list (with filters), show and delete recorded runs."""
 
 from __future__ import annotations
 
@@ -9,10 +6,18 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.table import Column, Table
 
 from deepscape import landscape
-from deepscape.cli import AsJson, Home, app, err, one_line_errors, out, print_json
+from deepscape.cli.common import (
+    AsJson,
+    Home,
+    app,
+    err,
+    one_line_errors,
+    out,
+    print_json,
+    runs_table,
+)
 from deepscape.config import ConfigError, closest
 from deepscape.runs import STATUSES, Run, RunStore
 
@@ -160,34 +165,3 @@ def _key_values(title: str, values: dict[str, Any]) -> None:
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
         )
         out.print(f"{title}: {shown}", highlight=False)
-
-
-def runs_table(summaries: list[dict[str, Any]], metric: str | None, *, title: str) -> None:
-    """Runs as a table narrow enough for 80 columns: the lab column only when labs differ, and
-    each run's target metric under its own name when all runs share it."""
-    labs = {s["lab"] for s in summaries}
-    metrics = {metric or (s.get("target") or {}).get("metric") for s in summaries}
-    header = metrics.pop() if len(metrics) == 1 else "target metric"
-    columns = [
-        Column("run", no_wrap=True),
-        *(["lab"] if len(labs) > 1 else []),
-        "status",
-        Column(header, justify="right"),
-        "✓",
-        Column("time", justify="right"),
-    ]
-    table = Table(*columns, title=title, title_justify="left")
-    for s in summaries:
-        target = s.get("target") or {}
-        value = (s.get("metrics") or {}).get(metric or target.get("metric"))
-        reached = {True: "[green]✓[/]", False: "[yellow]✗[/]"}.get(target.get("reached"), "")
-        seconds = s.get("wall_seconds")
-        table.add_row(
-            s["id"],
-            *([s["lab"]] if len(labs) > 1 else []),
-            s["status"],
-            f"{value:.4g}" if value is not None else "",
-            reached,
-            f"{seconds:.0f}s" if seconds is not None else "",
-        )
-    out.print(table)

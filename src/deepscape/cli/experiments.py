@@ -1,7 +1,4 @@
-"""`deepscape sweep` and `deepscape compare`: the experiment manager's commands.
-
-Registered on the app of `deepscape.cli`, which imports this module last.
-"""
+"""`deepscape sweep` and `deepscape compare`: the experiment manager's commands."""
 
 from __future__ import annotations
 
@@ -13,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 
 from deepscape import landscape
-from deepscape.cli import AsJson, Home, WandbFlag, app, err, one_line_errors, out, print_json
+from deepscape.cli.common import AsJson, Home, WandbFlag, app, err, one_line_errors, out, print_json
 from deepscape.config import ConfigError
 from deepscape.runs import Run, RunNotFound, RunStore
 
@@ -164,7 +161,7 @@ def compare(
 
 
 def _register_with_wandb(the_sweep, wandb: bool, as_json: bool) -> None:
-    from deepscape.tracking import register_sweep, sweep_config
+    from deepscape.sweep import register_sweep, sweep_config
 
     if not wandb:
         err.print("[red]error:[/] --agent registers a W&B sweep: add --wandb")
