@@ -12,6 +12,7 @@ from rich.table import Column, Table
 from deepscape import landscape
 from deepscape.cli.common import AsJson, Home, WandbFlag, app, err, one_line_errors, out, print_json
 from deepscape.config import ConfigError
+from deepscape.lab_config import config_class
 from deepscape.runs import Run, RunNotFound, RunStore
 
 
@@ -51,7 +52,7 @@ def sweep(
                     "nothing to sweep: give key=v1,v2, a range with --random N, or --seeds K"
                 )
             spec = parse_spec(
-                lab.id, lab.module().Config, params or [], seeds=seeds, random_draws=random
+                lab.id, config_class(lab), params or [], seeds=seeds, random_draws=random
             )
             the_sweep = Sweep.create(store, spec)
     if agent:

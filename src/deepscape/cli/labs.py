@@ -19,7 +19,8 @@ from deepscape.cli.common import (
     print_json,
     runs_table,
 )
-from deepscape.config import describe
+from deepscape.config import apply_overrides, describe
+from deepscape.lab_config import config_class
 from deepscape.runs import Run, RunStore
 
 MARKS = {
@@ -113,7 +114,7 @@ def show(
         lab = the_map.lab(lab_name)
         store = RunStore(home)
         done = landscape.progress(the_map, store)
-        options = describe(lab.module().Config) if lab.available else []
+        options = describe(config_class(lab)) if lab.available else []
         recent = [r.summary for r in store.list(lab.id)][-5:]
     if as_json:
         print_json(
@@ -180,6 +181,10 @@ def run(
     as_json: AsJson = False,
 ) -> None:
     """Run a lab: train, evaluate, draw, record. `deepscape show LAB` lists its options."""
+    with one_line_errors():  # a mistake in the command answers at once, before torch loads
+        lab = landscape.load().lab(lab_name)
+        if not resume:  # a resumed run keeps its config; run_lab says so
+            apply_overrides(config_class(lab)(), overrides or [])
     from deepscape.lab import run_lab
     from deepscape.train import CorruptCheckpoint, TrainingDiverged
 

@@ -71,7 +71,6 @@ from deepscape.data.imagenet import (
 )
 from deepscape.inside import Trained
 from deepscape.models.pretrained import (
-    DEFAULT_MODEL,
     PretrainedClassifier,
     PretrainedUnavailable,
     imagenet_classes,
@@ -88,7 +87,11 @@ SHOWN = 20  # skipped files listed in the summary and on screen; skipped.json ha
 @dataclass
 class Config:
     seed: int = option(0, "random seed (inference only: nothing here depends on it)")
-    model: str = option(DEFAULT_MODEL, "timm model with ImageNet-1k weights (offline: the default)")
+    # models.pretrained's DEFAULT_MODEL, spelled out: `deepscape show` reads this class without
+    # importing the lab's modules (and torch with them)
+    model: str = option(
+        "tf_efficientnet_lite0", "timm model with ImageNet-1k weights (offline: the default)"
+    )
     images: str | None = option(None, "image file or folder to classify (default: scikit-image's)")
     imagenet_dir: str | None = option(None, "imagenet-folder to measure top-1 / top-5 on")
     limit: int = option(0, "evaluate at most this many imagenet_dir images, spread evenly (0: all)")
