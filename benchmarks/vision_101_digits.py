@@ -44,6 +44,7 @@ from deepscape.labs.vision import l101_digits
 from deepscape.models.vision import build_model
 from deepscape.optim import make_optimizer, make_schedule
 from deepscape.runs import RunStore
+from deepscape.tasks import Classification, inputs_only
 from deepscape.train import Trainer
 
 LAB = "vision/101/digits"
@@ -269,9 +270,10 @@ def bare_loop(config: l101_digits.Config, data, augment) -> float:
 def with_trainer(config: l101_digits.Config, data, augment, store: RunStore) -> float:
     model = _model(config, data)
     run = store.create(LAB, dataclasses.asdict(config))
-    trainer = Trainer(config, run, progress=False)
+    task = Classification(10, label_smoothing=config.label_smoothing, augment=inputs_only(augment))
+    trainer = Trainer(config, run, task=task, progress=False)
     start = time.perf_counter()
-    trainer.fit(model, data.train, data.validation, num_classes=10, augment=augment)
+    trainer.fit(model, data.train, data.validation)
     return time.perf_counter() - start
 
 

@@ -7,13 +7,14 @@ target metric against each swept parameter, mean ± spread over seeds.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepscape import landscape
+from deepscape import landscape, metrics
 from deepscape.runs import Run
 
 IGNORED = {"seed", "threads"}  # differ between runs of one sweep without being what it studies
@@ -54,18 +55,14 @@ def comparison(runs: list[Run]) -> Comparison:
                 **summary.get("metrics", {}),
             }
         )
-    missing = float("-inf") if target.op == ">=" else float("inf")
-    order = sorted(
-        range(len(runs)),
-        key=lambda i: rows[i].get(target.metric, missing),
-        reverse=target.op == ">=",
-    )
+    best_first = metrics.sort_key(target.metric)
+    order = sorted(range(len(runs)), key=lambda i: best_first(rows[i].get(target.metric)))
     return Comparison([runs[i] for i in order], keys, target.metric, [rows[i] for i in order])
 
 
 def curves_figure(result: Comparison, path: Path) -> Path:
-    """Validation (solid) and train (dashed) loss and error per epoch of every run, overlaid;
-    runs that differ only by seed share a colour."""
+    """Validation (solid) and train (dashed) loss and monitored metric (an accuracy as its error
+    rate) per evaluation of every run, overlaid; runs that differ only by seed share a colour."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
@@ -80,29 +77,36 @@ def curves_figure(result: Comparison, path: Path) -> Path:
     )
     colour = dict(zip(labels, palette, strict=False))
     losses, errors, labelled = [], [], set()
+    monitored = metrics.base_name(result.runs[0].summary.get("monitor", "val_loss"))
+    info = metrics.get(monitored)
+    as_error = info.higher_is_better and "%" in info.format  # an accuracy: draw 1 − accuracy
+    by_epoch = True
     for run in result.runs:
-        epochs = run.history("epoch")
-        if not epochs:
+        evaluations = run.evaluations()
+        if not evaluations:
             continue
-        x = [e["epoch"] + 1 for e in epochs]
+        by_epoch = evaluations[0]["kind"] == "epoch"
+        x = [e["epoch"] + 1 if by_epoch else e["step"] for e in evaluations]
         label = result.label(run)
         legend = None if label in labelled else label
         labelled.add(label)
         for ax, key, values in (
             (ax_loss, "loss", losses),
-            (ax_err, "accuracy", errors),
+            (ax_err, monitored, errors),
         ):
-            if f"val_{key}" not in epochs[0]:
+            if f"val_{key}" not in evaluations[0]:
                 continue
-            val = [e[f"val_{key}"] for e in epochs]
-            train = [e[f"train_{key}"] for e in epochs]
-            if key == "accuracy":
+            val = [e[f"val_{key}"] for e in evaluations]
+            train = [e.get(f"train_{key}", math.nan) for e in evaluations]
+            if key != "loss" and as_error:
                 val, train = [1 - v for v in val], [1 - v for v in train]
             ax.plot(x, val, color=colour[label], label=legend)
             ax.plot(x, train, color=colour[label], ls="--", alpha=0.6)
-            values += val + train
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
-    ax_err.set(xlabel="epoch", ylabel="error rate (1 − accuracy)", title="Error")
+            values += [v for v in val + train if not math.isnan(v)]
+    x_label = "epoch" if by_epoch else "step"
+    ax_loss.set(xlabel=x_label, ylabel="loss", title="Loss")
+    error_label = f"error rate (1 − {monitored})" if as_error else monitored
+    ax_err.set(xlabel=x_label, ylabel=error_label, title="Error" if as_error else monitored)
     log_axis(ax_loss, losses)
     log_axis(ax_err, errors)
     for ax in (ax_loss, ax_err):

@@ -4,6 +4,7 @@ A lab's config is a dataclass whose fields are its knobs. `option(default, "help
 knob with its help text, so `deepscape show` can list every option with type, default and help.
 `apply_overrides` turns `["lr=0.1", "model=mlp"]` into a new config, converting each value to the
 field's type and answering a mistake with a one-line error that names the closest valid choice.
+A tuple or list option takes its items separated by commas (`betas=0.9,0.95`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -42,7 +44,10 @@ class TrainConfig:
     batch_size: int = option(64, "examples per optimisation step")
     lr: float = option(1e-3, "peak learning rate")
     optimizer: Literal["sgd", "adamw"] = option("adamw", "sgd (with momentum) or adamw")
-    momentum: float = option(0.9, "SGD momentum (AdamW's beta1 is fixed at 0.9)")
+    momentum: float = option(0.9, "SGD momentum")
+    betas: tuple[float, float] = option(
+        (0.9, 0.999), "AdamW's decay rates of its gradient and squared-gradient averages"
+    )
     weight_decay: float = option(0.0, "decoupled weight decay")
     schedule: Literal["constant", "cosine", "onecycle"] = option(
         "onecycle", "learning-rate schedule over the whole run"
@@ -62,8 +67,18 @@ class TrainConfig:
     channels_last: bool = option(
         True, "lay image batches out channels-last (faster convolutions, CPU and GPU)"
     )
+    max_steps: int = option(0, "optimisation steps to train for (0: count in epochs)")
+    eval_every: int = option(0, "steps between evaluations on validation (0: each epoch's end)")
+    eval_batches: int = option(
+        0, "validation batches an evaluation estimates from (0: the whole split)"
+    )
+    grad_clip: float = option(0.0, "scale gradients down to this global norm (0: never)")
+    grad_accum: int = option(1, "micro-batches whose gradients add up to one step")
+    update_ratio_every: int = option(
+        10, "steps between measurements of each layer's update size (a copy of every weight)"
+    )
     checkpoint_every: float = option(
-        10.0, "seconds between checkpoints, taken at epoch ends (0: every epoch)"
+        10.0, "seconds between checkpoints, taken after evaluations (0: at every evaluation)"
     )
 
 
@@ -99,7 +114,8 @@ def apply_overrides(config: Any, overrides: typing.Iterable[str]) -> Any:
 
 
 def parse_value(key: str, text: str, annotation: Any) -> Any:
-    """Convert `text` to `annotation` (int, float, bool, str, Literal, X | None)."""
+    """Convert `text` to `annotation` (int, float, bool, str, Literal, X | None, and tuples and
+    lists of those)."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         if text.lower() in ("none", "null", "") and type(None) in args:
@@ -113,6 +129,8 @@ def parse_value(key: str, text: str, annotation: Any) -> Any:
                 f"{key}={text!r} is not one of {', '.join(choices)}{closest(text, choices)}"
             )
         return args[choices.index(text)]
+    if origin in (tuple, list):
+        return _parse_items(key, text, annotation)
     if annotation is bool:
         if text.lower() in ("1", "true", "yes", "on"):
             return True
@@ -141,6 +159,36 @@ def parse_value(key: str, text: str, annotation: Any) -> Any:
     raise ConfigError(f"{key}: cannot set a {_type_name(annotation)} from the command line")
 
 
+def _parse_items(key: str, text: str, annotation: Any) -> tuple | list:
+    """`a,b,c` (or `[a,b,c]`) as a tuple or a list. Whole numbers may also be joined by dashes,
+    `3-4-5`: a sweep lists several such values with commas between them (`widths=3-4-5,2-3-4`)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    fixed = origin is tuple and Ellipsis not in args  # tuple[float, float]: exactly two
+    item_types = args if fixed else args[:1]
+    inside = text.removeprefix("[").removesuffix("]").strip() if text.startswith("[") else text
+    if not inside:
+        items = []
+    elif item_types == (int,) and re.fullmatch(r"\d+(-\d+)+", inside):
+        items = inside.split("-")
+    else:
+        items = [item.strip() for item in inside.split(",")]
+    if fixed and len(items) != len(args):
+        raise ConfigError(f"{key}={text!r}: give {len(args)} values separated by commas")
+    types_ = args if fixed else [args[0]] * len(items)
+    values = [parse_value(key, item, type_) for item, type_ in zip(items, types_, strict=True)]
+    return tuple(values) if origin is tuple else values
+
+
+def format_value(value: Any) -> str:
+    """`value` written as `parse_value` reads it back (a tuple or list in brackets, so that a
+    sweep's commas between its choices leave it whole)."""
+    if isinstance(value, tuple | list):
+        return "[" + ",".join(format_value(item) for item in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
 def _field_types(config_type: type) -> dict[str, Any]:
     hints = typing.get_type_hints(config_type)
     return {f.name: hints[f.name] for f in dataclasses.fields(config_type)}
@@ -154,4 +202,8 @@ def _type_name(annotation: Any) -> str:
         return " | ".join(_type_name(a) for a in args)
     if annotation is type(None):
         return "none"
+    if origin in (tuple, list):  # tuple[int, ...] and list[int]: "int,…"; tuple[float, float]
+        return ",".join(_type_name(a) for a in args if a is not Ellipsis) + (
+            "" if origin is tuple and Ellipsis not in args else ",…"
+        )
     return getattr(annotation, "__name__", str(annotation))

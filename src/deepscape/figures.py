@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
+from deepscape import metrics
 from deepscape.runs import Run
 
 TRAIN, VAL, WRONG = "#1f77b4", "#ff7f0e", "#d62728"
@@ -68,36 +69,31 @@ def save(fig: plt.Figure, path: Path, *, tight: bool = True) -> Path:
 
 
 def training_curves(run: Run, *, title: str = "") -> Path:
-    """Loss and accuracy per epoch, train vs validation (train loss per step faint behind)."""
-    steps, epochs = run.history("step"), run.history("epoch")
-    steps_per_epoch = epochs[0]["step"] / (epochs[0]["epoch"] + 1) if epochs else 1
-    x = [e["epoch"] + 1 for e in epochs]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    ax_loss.plot(
-        [(s["step"] + 1) / steps_per_epoch for s in steps],
-        [s["loss"] for s in steps],
-        color=TRAIN,
-        alpha=0.25,
-        lw=0.8,
-        label="train (each step)",
-    )
-    ax_loss.plot(x, [e["train_loss"] for e in epochs], "o-", color=TRAIN, label="train (epoch)")
-    ax_loss.plot(x, [e["val_loss"] for e in epochs], "o-", color=VAL, label="validation")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
-    log_axis(ax_loss, [s["loss"] for s in steps] + [e["val_loss"] for e in epochs])
-    ax_acc.plot(x, [1 - e["train_accuracy"] for e in epochs], "o-", color=TRAIN, label="train")
-    ax_acc.plot(x, [1 - e["val_accuracy"] for e in epochs], "o-", color=VAL, label="validation")
-    best = max(epochs, key=lambda e: e["val_accuracy"], default=None)
-    if best:
-        ax_acc.annotate(
-            f"best val acc {best['val_accuracy']:.2%}",
-            (best["epoch"] + 1, 1 - best["val_accuracy"]),
-            textcoords="offset points",
-            xytext=(0, 12),
-            ha="right" if best["epoch"] + 1 > len(epochs) / 2 else "left",  # inside the axes
-        )
-    ax_acc.set(xlabel="epoch", ylabel="error rate (1 − accuracy)", title="Error")
-    log_axis(ax_acc, [1 - e[k] for e in epochs for k in ("train_accuracy", "val_accuracy")])
+    """Loss, train vs validation (train loss per step faint behind), and beside it the monitored
+    metric (an accuracy as its error rate, 1 − accuracy), per epoch or per evaluation."""
+    steps, evaluations = run.history("step"), run.evaluations()
+    by_epoch = bool(evaluations) and evaluations[0]["kind"] == "epoch"
+    monitor = run.summary.get("monitor", "val_loss")
+    panels = 1 if metrics.base_name(monitor) == "loss" else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
+    ax_loss = axes[0][0]
+    if by_epoch:  # x in epochs: a step is a fraction of one
+        per_epoch = evaluations[0]["step"] / (evaluations[0]["epoch"] + 1)
+        x = [e["epoch"] + 1 for e in evaluations]
+        step_x = [(s["step"] + 1) / per_epoch for s in steps]
+    else:
+        x = [e["step"] for e in evaluations]
+        step_x = [s["step"] + 1 for s in steps]
+    ax_loss.plot(step_x, [s["loss"] for s in steps], color=TRAIN, alpha=0.25, lw=0.8,
+                 label="train (each step)")  # fmt: skip
+    ax_loss.plot(x, [e["train_loss"] for e in evaluations], "o-", color=TRAIN,
+                 label="train (mean since the last evaluation)")  # fmt: skip
+    ax_loss.plot(x, [e["val_loss"] for e in evaluations], "o-", color=VAL, label="validation")
+    x_label = "epoch" if by_epoch else "step"
+    ax_loss.set(xlabel=x_label, ylabel="loss", title="Loss")
+    log_axis(ax_loss, [s["loss"] for s in steps] + [e["val_loss"] for e in evaluations])
+    if panels == 2:
+        metric_panel(axes[0][1], evaluations, x, metrics.base_name(monitor), x_label)
     if run.config.get("label_smoothing") or run.config.get("augment"):
         fig.text(
             0.01,
@@ -107,13 +103,47 @@ def training_curves(run: Run, *, title: str = "") -> Path:
             fontsize=8,
             color="grey",
         )
-    for ax in (ax_loss, ax_acc):
+    for ax in axes[0]:
         ax.grid(alpha=0.3, which="both")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     fig.suptitle(title or f"Training curves · {run.id}")
     fixed_margins(fig, left=1.0, bottom=0.75, top=0.55, wspace=0.25)
     return save(fig, run.figure_path("curves"), tight=False)
+
+
+def metric_panel(
+    ax: plt.Axes, evaluations: list[dict], x: list[float], name: str, x_label: str
+) -> None:
+    """Train and validation `name` per evaluation, the best validation value marked; a share
+    that is better high (an accuracy) is drawn as what is left, 1 − value, on a log axis."""
+    info = metrics.get(name)
+    as_error = info.higher_is_better and "%" in info.format
+
+    def shown(value: float) -> float:
+        return 1 - value if as_error else value
+
+    drawn = []
+    for split, colour in (("train", TRAIN), ("val", VAL)):
+        key = f"{split}_{name}"
+        if key in evaluations[0]:
+            values = [shown(e[key]) for e in evaluations]
+            ax.plot(x, values, "o-", color=colour, label="validation" if split == "val" else split)
+            drawn += values
+    best = metrics.best(evaluations, f"val_{name}")
+    if best:
+        at = x[evaluations.index(best)]
+        ax.annotate(
+            f"best val {name} {info.show(best[f'val_{name}'])}",
+            (at, shown(best[f"val_{name}"])),
+            textcoords="offset points",
+            xytext=(0, 12),
+            ha="right" if at > (x[0] + x[-1]) / 2 else "left",  # inside the axes
+        )
+    label = f"1 − {name} (error rate)" if as_error else name
+    ax.set(xlabel=x_label, ylabel=label, title="Error" if as_error else name)
+    if as_error:
+        log_axis(ax, drawn)
 
 
 def optimization(run: Run, *, title: str = "") -> Path:
@@ -127,13 +157,15 @@ def optimization(run: Run, *, title: str = "") -> Path:
     ax_grad.set(
         xlabel="step", ylabel="‖∇loss‖ (all parameters)", yscale="log", title="Gradient norm"
     )
-    names = list(steps[0]["update_ratio"]) if steps else []
+    watched = [s for s in steps if "update_ratio" in s]  # measured every update_ratio_every steps
+    names = list(watched[0]["update_ratio"]) if watched else []
     prefix = os.path.commonprefix(names) if len(names) > 1 else ""  # noqa: RUF071
     prefix = prefix[: prefix.rfind(".") + 1]  # cut at a dot: "1.features.0" → "features.0"
     colours = plt.cm.viridis(np.linspace(0, 0.9, max(1, len(names))))
     for name, colour in zip(names, colours, strict=False):
-        ratios = [max(s["update_ratio"][name], 1e-12) for s in steps]
-        ax_ratio.plot(x, ratios, color=colour, lw=0.8, label=name.removeprefix(prefix))
+        ratios = [max(s["update_ratio"][name], 1e-12) for s in watched]
+        ax_ratio.plot([s["step"] for s in watched], ratios, color=colour, lw=0.8,
+                      label=name.removeprefix(prefix))  # fmt: skip
     ax_ratio.axhline(1e-3, color="grey", ls="--", lw=1, label="≈1e-3: a healthy rate")
     ax_ratio.set(
         xlabel="step", ylabel="‖ΔW‖ / ‖W‖", yscale="log", title="Update size relative to weights"
@@ -228,3 +260,45 @@ def prediction_grid(
     )
     fixed_margins(fig, left=0.1, bottom=0.1, top=0.5, right=0.1)
     return save(fig, run.figure_path("predictions"), tight=False)
+
+
+def attention_maps(
+    run: Run, maps: torch.Tensor, tokens: list[str], *, title: str = "", name: str = "attention"
+) -> Path:
+    """Every head's attention weights "layer head t t" on one sequence of `tokens`, one panel a
+    head (rows: layers): row i of a panel is what token i looks at. Tokens label the axes of the
+    first column and the last row (a space shown as ␣)."""
+    layers, heads = maps.shape[:2]
+    labels = [t.replace(" ", "␣").replace("\n", "⏎") for t in tokens]
+    side = max(2.2, 0.11 * len(tokens))
+    fig, axes = plt.subplots(
+        layers, heads, figsize=(side * heads + 1, side * layers + 1), squeeze=False
+    )
+    ticks = range(len(tokens))
+    for layer in range(layers):
+        for head in range(heads):
+            ax = axes[layer][head]
+            ax.imshow(maps[layer, head].float().cpu().numpy(), cmap="Blues", vmin=0, vmax=1)
+            ax.set_xticks(ticks, labels if layer == layers - 1 else [], fontsize=6,
+                          family="monospace")  # fmt: skip
+            ax.set_yticks(ticks, labels if head == 0 else [], fontsize=6, family="monospace")
+            ax.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=8)
+    fig.suptitle(title or f"Attention · {run.id}")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # room for the title above the panels' own
+    return save(fig, run.figure_path(name), tight=False)
+
+
+def text_samples(run: Run, samples: dict[str, str], *, title: str, name: str = "samples") -> Path:
+    """Generated texts side by side, each under its heading (a temperature, say)."""
+    import textwrap
+
+    fig, axes = plt.subplots(1, len(samples), figsize=(5.2 * len(samples), 7), squeeze=False)
+    for ax, (heading, text) in zip(axes[0], samples.items(), strict=True):
+        lines = [wrapped for line in text.splitlines()[:40]
+                 for wrapped in textwrap.wrap(line, 58) or [""]]  # fmt: skip
+        ax.text(0, 1, "\n".join(lines[:40]), va="top", family="monospace", fontsize=7,
+                transform=ax.transAxes)  # fmt: skip
+        ax.set_title(heading)
+        ax.axis("off")
+    fig.suptitle(title)
+    return save(fig, run.figure_path(name))

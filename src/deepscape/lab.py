@@ -18,7 +18,7 @@ from typing import Any
 
 from accelerate.utils import set_seed
 
-from deepscape import landscape
+from deepscape import landscape, metrics
 from deepscape.config import ConfigError, apply_overrides
 from deepscape.data import DataUnavailable
 from deepscape.runs import Run, RunStore, current_process, machine
@@ -149,14 +149,13 @@ def _reopen(
 
 
 def best_epoch(run: Run) -> dict[str, Any]:
-    """The epoch with the best validation accuracy (or lowest validation loss), if any."""
-    epochs = run.history("epoch")
-    if not epochs:
+    """The evaluation with the best value of the monitored metric (the trainer's task names it;
+    which way is better comes from the metrics registry), if any."""
+    evaluations = run.evaluations()
+    if not evaluations:
         return {}
-    if "val_accuracy" in epochs[0]:
-        best = max(epochs, key=lambda e: e["val_accuracy"])
-    else:
-        best = min(epochs, key=lambda e: e["val_loss"])
+    monitor = run.summary.get("monitor", "val_loss")
+    best = metrics.best(evaluations, monitor) or evaluations[-1]
     return {k: v for k, v in best.items() if k != "kind"}
 
 

@@ -16,6 +16,7 @@ from importlib import resources
 from types import ModuleType
 from typing import Any
 
+from deepscape import metrics
 from deepscape.config import closest
 from deepscape.runs import RunStore
 
@@ -234,8 +235,8 @@ def progress(landscape: Landscape, store: RunStore) -> dict[str, LabProgress]:
             and lab.target.metric in s.get("metrics", {})
             and lab.target.value_on(s["dataset"]) is not None
         ]
-        pick = max if lab.target.op == ">=" else min
-        best = pick(value for value, _ in judged) if judged else None
+        best = min((value for value, _ in judged), key=metrics.sort_key(lab.target.metric),
+                   default=None)  # fmt: skip
         reached = any(ok for _, ok in judged)
         state = REACHED if reached else BELOW if summaries else NOT_RUN
         result[lab.id] = LabProgress(state=state, runs=len(summaries), best=best)

@@ -36,7 +36,10 @@ class Lookahead:
             average.lerp_(self.live[name], 1 - decay)
             self.live[name].copy_(average)
 
-    def load(self, average: dict[str, torch.Tensor]) -> None:
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.average
+
+    def load_state_dict(self, average: dict[str, torch.Tensor]) -> None:
         for name, tensor in self.average.items():
             tensor.copy_(average[name])
 
@@ -65,7 +68,7 @@ def make_optimizer(
     if cfg.optimizer == "sgd":
         # Nesterov's look-ahead needs momentum; momentum=0 is plain SGD
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
 
 
 def base_lr(optimizer: torch.optim.Optimizer) -> float:

@@ -3,10 +3,10 @@
     runs/<run-id>/
         config.json        the resolved config (every knob, after overrides)
         summary.json       status, final and best metrics, target reached?, time, versions, machine
-        history.jsonl      one JSON record per training step and per epoch
+        history.jsonl      one JSON record per training step and per evaluation
         model.safetensors  the trained weights
         checkpoint.pt      the last checkpoint's training state, while a run can still be resumed
-        progress.txt       "epochs done/epochs" at that checkpoint, for people and scripts to poll
+        progress.txt       "steps done/steps" at that checkpoint, for people and scripts to poll
         figures/*.png      what happened, drawn
 
 Every whole-file write goes to a temporary file first and is renamed into place, so a reader (or
@@ -134,6 +134,11 @@ class Run:
     def discard_pending(self) -> None:
         """Forget records logged after the last checkpoint (a resume will redo them)."""
         self._pending.clear()
+
+    def evaluations(self) -> list[dict[str, Any]]:
+        """The records of evaluations on validation: one per epoch, or every `eval_every` steps
+        for a run counted in steps."""
+        return self.history("epoch") or self.history("eval")
 
     def history(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Committed and pending records, optionally only those of one kind (`step`, `epoch`)."""

@@ -1,54 +1,55 @@
 """The trainer: an explicit loop, because the loop is the lesson.
 
-    for each epoch:
-        for each batch:  logits = f(x, W) → loss → gradients → W ← W − lr·update
-        evaluate on the validation split; take a checkpoint (every `checkpoint_every` seconds)
+    for each step (counted in epochs, or in steps with max_steps):
+        for each of grad_accum micro-batches:  loss, outputs = task.loss(model, batch) → backward
+        clip the gradients' norm → W ← W − lr·update
+        every eval_every steps (or each epoch): evaluate on validation; maybe take a checkpoint
 
-Accelerate places model and batches on the device (CPU, one GPU or several) and handles precision;
-torchmetrics counts accuracy; the run store receives every number. Per step it records the train
-loss, the learning rate, the global gradient norm and, for every weight matrix, the ratio of the
-update's size to the weights' size (about 1e-3 is healthy; far above means the LR is too large).
+A `Task` (deepscape.tasks) says what a batch is and what is learned, so the same loop trains a
+classifier, a language model or a denoiser. Accelerate places model and batches on the device
+(CPU, one GPU or several) and handles precision; evaluation streams the task's metrics (never the
+outputs of a whole split); the run store receives every number. Per step it records the train
+loss, the learning rate, the global gradient norm and, every `update_ratio_every` steps, for every
+weight matrix the ratio of the update's size to the weights' size (about 1e-3 is healthy; far
+above means the LR is too large).
 
-Randomness is re-seeded from (seed, epoch) at the start of every epoch, so an epoch's shuffling,
-augmentation and dropout do not depend on what ran before it: a run resumed from a checkpoint
-continues exactly as the uninterrupted run would have.
+Randomness is re-seeded from (seed, epoch) at the start of every epoch, and a checkpoint carries
+the random state of the moment it was taken, so a resumed run continues exactly as the
+uninterrupted run would have. `Loop` holds those services — records, checkpoints and resume, the
+divergence check, the progress bar — for labs that write their own loop too.
 """
 
 from __future__ import annotations
 
 import functools
-import math
+import itertools
 import os
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import accelerate.optimizer
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from safetensors.torch import save_model
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from torchmetrics.classification import MulticlassAccuracy
 
 from deepscape.config import TrainConfig
 from deepscape.data import whole_batch
+from deepscape.loop import CorruptCheckpoint, Loop, TrainingDiverged
 from deepscape.optim import Lookahead, base_lr, make_optimizer, make_schedule
-from deepscape.runs import Run, write_atomic
+from deepscape.runs import Run
+from deepscape.tasks import Task
+
+__all__ = [
+    "CorruptCheckpoint",
+    "Trainer",
+    "TrainingDiverged",
+    "UpdateWatcher",
+    "resolve_precision",
+]
 
 PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
@@ -58,31 +59,11 @@ PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 accelerate.optimizer.is_lomo_available = functools.cache(accelerate.optimizer.is_lomo_available)
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
-
-
-class CorruptCheckpoint(RuntimeError):
-    """A checkpoint that cannot be read back."""
-
-
-@dataclass
-class Evaluation:
-    loss: float
-    accuracy: float
-    probabilities: torch.Tensor  # "n classes", on the CPU
-    targets: torch.Tensor  # "n"
-
-    @property
-    def predictions(self) -> torch.Tensor:
-        return self.probabilities.argmax(1)
-
-
 class Trainer:
-    """Trains a classifier on a `Dataset` of (input, target) batches and records it in `run`."""
+    """Trains a model on `task` and records it in `run`."""
 
-    def __init__(self, config: TrainConfig, run: Run, *, progress: bool | None = None):
-        self.config, self.run = config, run
+    def __init__(self, config: TrainConfig, run: Run, *, task: Task, progress: bool | None = None):
+        self.config, self.run, self.task = config, run, task
         self.show_progress = run.show_progress if progress is None else progress
         torch.set_num_threads(config.threads or os.cpu_count() or 1)
         # Accelerate keeps one AcceleratorState per process and refuses a second precision. The
@@ -93,7 +74,6 @@ class Trainer:
         if config.device == "cuda" and not gpu:
             raise RuntimeError("device=cuda but no GPU is visible to PyTorch: use device=auto")
         self.precision = resolve_precision(config.precision, gpu=gpu)
-        self.lookahead: Lookahead | None = None
         self.accelerator = Accelerator(
             cpu=config.device == "cpu", mixed_precision=PRECISION[self.precision]
         )
@@ -105,16 +85,21 @@ class Trainer:
         train: Dataset,
         validation: Dataset,
         *,
-        num_classes: int,
-        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         lr_scales: dict[str, float] | None = None,
+        collate: Callable[[list[Any]], Any] | None = None,
     ) -> nn.Module:
         """Train `model`; returns it trained (and saves its weights in the run). `lr_scales`
         multiplies the LR of parameters by name prefix (a pretrained backbone learns slower);
-        frozen parameters (requires_grad=False) stay as they are."""
-        cfg, acc = self.config, self.accelerator
-        train_loader = self.loader(train, shuffle=True)
-        total_steps = cfg.epochs * len(train_loader)
+        frozen parameters (requires_grad=False) stay as they are. `collate` makes a batch of a
+        per-item dataset's items (splits that return whole batches need none)."""
+        cfg, acc, task = self.config, self.accelerator, self.task
+        if cfg.grad_accum < 1:
+            raise ValueError(f"grad_accum={cfg.grad_accum}: give 1 or more micro-batches a step")
+        train_loader = self.loader(train, shuffle=True, collate=collate)
+        steps_per_epoch = max(1, len(train_loader) // cfg.grad_accum)
+        total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+        eval_every = cfg.eval_every or steps_per_epoch
+        by_epoch = not cfg.max_steps and not cfg.eval_every
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer = make_optimizer(model, cfg, lr_scales)
@@ -122,185 +107,182 @@ class Trainer:
         model, optimizer, train_loader, scheduler = acc.prepare(
             model, optimizer, train_loader, scheduler
         )
+        validation_loader = self.loader(validation, shuffle=False, collate=collate)
         watched = UpdateWatcher(model)
         # the slow weights are part of the training state: checkpoints carry them
-        self.lookahead = Lookahead(model, total_steps=total_steps) if cfg.lookahead else None
-        first_epoch = self.resume(model, optimizer, scheduler)
-        done_before = self.run.history("epoch")  # a resumed run keeps counting its training time
-        clock = time.perf_counter() - (done_before[-1]["seconds"] if done_before else 0.0)
-        parameters = list(model.parameters())
-        last_checkpoint = time.monotonic()
-        train_accuracy = MulticlassAccuracy(  # our own logits and targets: no need to validate
-            num_classes, average="micro", validate_args=False
-        ).to(acc.device)
-        step = first_epoch * len(train_loader)
-
-        with self.progress_bar(total_steps, step) as (progress, bar):
-            for epoch in range(first_epoch, cfg.epochs):
-                set_seed(cfg.seed * 10_000 + epoch)
+        lookahead = Lookahead(model, total_steps=total_steps) if cfg.lookahead else None
+        saved = {"model": acc.unwrap_model(model), "optimizer": optimizer, "scheduler": scheduler}
+        if lookahead is not None:
+            saved["lookahead"] = lookahead
+        loop = Loop(
+            self.run,
+            total_steps=total_steps,
+            state=saved,
+            checkpoint_every=cfg.checkpoint_every,
+            show_progress=self.show_progress,
+            advice=f"lower lr (now {cfg.lr:g}) or raise warmup (now {cfg.warmup:g})",
+        )
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        self.run.update_summary(monitor=f"val_{task.monitor}")  # what picks the best evaluation
+        with loop:
+            batches = self.batches(train_loader, loop.step * cfg.grad_accum, loop)
+            sums, examples, loss_sum, losses = {}, 0, 0.0, 0
+            while loop.step < total_steps:
+                step, epoch = loop.step, loop.step // steps_per_epoch
                 model.train()
-                train_accuracy.reset()
-                epoch_loss, predicted, seen = 0.0, [], []
-                for inputs, targets in train_loader:
-                    if augment is not None:
-                        inputs = augment(inputs)
-                    inputs = self.layout(inputs)
+                watch = step % cfg.update_ratio_every == 0
+                optimizer.zero_grad(set_to_none=True)
+                loss_value = 0.0
+                for _ in range(cfg.grad_accum):
+                    batch = next(batches)
+                    if task.augment is not None:
+                        batch = task.augment(batch)
+                    batch = self.place(batch)
                     with acc.autocast():
-                        logits = model(inputs)
-                    loss = F.cross_entropy(
-                        logits.float(), targets, label_smoothing=cfg.label_smoothing
-                    )
-                    loss_value = loss.item()
-                    if not math.isfinite(loss_value):
-                        raise TrainingDiverged(
-                            f"the loss became {loss_value} at step {step} (epoch {epoch + 1}): "
-                            f"lower lr (now {cfg.lr:g}) or raise warmup (now {cfg.warmup:g})"
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    acc.backward(loss)
-                    grad_norm = self.gradient_norm(parameters)
+                        loss, outputs = task.loss(model, batch)
+                    acc.backward(loss / cfg.grad_accum)
+                    loss_value += loss.item() / cfg.grad_accum
+                    for name, count in task.train_counts(outputs, batch).items():
+                        sums[name] = sums.get(name, 0) + count
+                    examples += task.size(batch)
+                loop.check(loss_value, f"(epoch {epoch + 1})")
+                grad_norm = self.clip_gradients(parameters)
+                if watch:
                     watched.remember()
-                    optimizer.step()
-                    scheduler.step()
-                    predicted.append(logits.detach().argmax(1))
-                    seen.append(targets)
-                    epoch_loss += loss_value
-                    self.run.log(
-                        {
-                            "kind": "step",
-                            "step": step,
-                            "epoch": epoch,
-                            "loss": loss_value,
-                            "lr": base_lr(optimizer),
-                            "grad_norm": float(grad_norm),
-                            "update_ratio": watched.ratios(),
-                        }
-                    )
-                    step += 1
-                    if self.lookahead is not None:
-                        self.lookahead.step(step)
-                    progress.update(bar, advance=1)
-
-                # one metric update per epoch: per-step updates cost more than the tiny model's step
-                train_accuracy.update(torch.cat(predicted), torch.cat(seen))
-                val = self.evaluate(model, validation)
+                optimizer.step()
+                scheduler.step()
                 record = {
-                    "kind": "epoch",
-                    "epoch": epoch,
+                    "kind": "step",
                     "step": step,
-                    "train_loss": epoch_loss / len(train_loader),
-                    "train_accuracy": float(train_accuracy.compute()),
-                    "val_loss": val.loss,
-                    "val_accuracy": val.accuracy,
-                    "seconds": time.perf_counter() - clock,  # training time so far
+                    "epoch": epoch,
+                    "loss": loss_value,
+                    "lr": base_lr(optimizer),
+                    "grad_norm": float(grad_norm),
                 }
-                self.run.log(record)
-                progress.update(
-                    bar,
-                    description=f"epoch {epoch + 1}/{cfg.epochs} · loss {record['train_loss']:.3f}"
-                    f" · val acc {val.accuracy:.2%}",
-                )
-                last_epoch = epoch + 1 == cfg.epochs
-                if last_epoch or time.monotonic() - last_checkpoint >= cfg.checkpoint_every:
-                    self.checkpoint(model, optimizer, scheduler, epoch + 1)
-                    last_checkpoint = time.monotonic()
+                if watch:
+                    record["update_ratio"] = watched.ratios()
+                loop.log_step(record)
+                loss_sum, losses = loss_sum + loss_value, losses + 1
+                if lookahead is not None:
+                    lookahead.step(loop.step)
+                if loop.step % eval_every and loop.step < total_steps:
+                    continue
+                val = self.evaluate(model, validation_loader, batches=cfg.eval_batches)
+                train_metrics = {f"train_{k}": float(v) / examples for k, v in sums.items()}
+                evaluation = {
+                    "kind": "epoch" if by_epoch else "eval",
+                    **({"epoch": epoch} if by_epoch else {"epoch": loop.step / steps_per_epoch}),
+                    "step": loop.step,
+                    "train_loss": loss_sum / losses,
+                    **train_metrics,
+                    **{f"val_{k}": v for k, v in val.items()},
+                }
+                loop.evaluated(evaluation, self.describe(evaluation, epoch, by_epoch))
+                sums, examples, loss_sum, losses = {}, 0, 0.0, 0
 
         model = acc.unwrap_model(model)
         save_model(model, str(self.run.weights_path))
         return model
 
-    def layout(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Image batches ("b c h w") channels-last when the config asks; anything else as is."""
-        if self.config.channels_last and inputs.ndim == 4:
-            return inputs.contiguous(memory_format=torch.channels_last)
-        return inputs
+    def batches(self, loader: DataLoader, skip: int, loop: Loop) -> Iterator[Any]:
+        """The loader's batches, epoch after epoch, each epoch re-seeded from (seed, epoch). A
+        resumed run skips the `skip` batches it has already trained on and takes back the random
+        state of its checkpoint, so it draws what the uninterrupted run would have drawn."""
+        first, into = divmod(skip, len(loader))
+        for epoch in itertools.count(first):
+            set_seed(self.config.seed * 10_000 + epoch)
+            epoch_batches = iter(loader)
+            if epoch == first and into:  # a checkpoint taken within an epoch
+                for _ in itertools.islice(epoch_batches, into):
+                    pass
+                loop.restore_random_state()
+            yield from epoch_batches
 
-    def gradient_norm(self, parameters: list[nn.Parameter]) -> torch.Tensor:
-        """‖∇loss‖ over all parameters (of the true gradients, also under fp16 loss scaling)."""
+    def describe(self, evaluation: dict[str, Any], epoch: int, by_epoch: bool) -> str:
+        where = f"step {evaluation['step']}"
+        if by_epoch:
+            where = f"epoch {epoch + 1}/{self.config.epochs}"
+        monitored = f"val_{self.task.monitor}"
+        shown = "" if monitored == "val_loss" else f" · {monitored} {evaluation[monitored]:.4g}"
+        return f"{where} · loss {evaluation['train_loss']:.3f} · val loss " \
+               f"{evaluation['val_loss']:.3f}{shown}"  # fmt: skip
+
+    def place(self, batch: Any) -> Any:
+        """Image batches ("b c h w") channels-last when the config asks; anything else as is."""
+        if not self.config.channels_last:
+            return batch
+        return tuple(
+            t.contiguous(memory_format=torch.channels_last)
+            if isinstance(t, torch.Tensor) and t.ndim == 4 and t.is_floating_point()
+            else t
+            for t in batch
+        )
+
+    def clip_gradients(self, parameters: list[nn.Parameter]) -> torch.Tensor:
+        """‖∇loss‖ over all parameters (of the true gradients, also under fp16 loss scaling),
+        and the gradients scaled down to `grad_clip` when they are longer."""
         if self.accelerator.scaler is not None:
             self.accelerator.unscale_gradients()
+        if self.config.grad_clip > 0:
+            return torch.nn.utils.clip_grad_norm_(parameters, self.config.grad_clip)
         return torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
 
     @torch.inference_mode()
-    def evaluate(self, model: nn.Module, data: Dataset) -> Evaluation:
-        """Mean cross-entropy, accuracy and class probabilities of `model` on `data`."""
+    def evaluate(
+        self,
+        model: nn.Module,
+        data: Dataset | DataLoader,
+        *,
+        batches: int = 0,
+        collate: Callable[[list[Any]], Any] | None = None,
+    ) -> dict[str, float]:
+        """The task's loss and metrics of `model` on `data`, streamed batch by batch; `batches`
+        > 0 estimates them from that many batches (nanoGPT's `estimate_loss`)."""
+        metrics = {"loss": _mean(), **self.task.metrics()}
+        for name, metric in metrics.items():
+            metrics[name] = metric.to(self.accelerator.device)
+        for outputs, batch, loss in self.predict(model, data, batches=batches, collate=collate):
+            metrics["loss"].update(loss, self.task.size(batch))
+            self.task.update(metrics, outputs, batch)
+        return {name: float(metric.compute()) for name, metric in metrics.items()}
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        model: nn.Module,
+        data: Dataset | DataLoader,
+        *,
+        batches: int = 0,
+        collate: Callable[[list[Any]], Any] | None = None,
+    ) -> Iterator[tuple[Any, Any, torch.Tensor]]:
+        """(outputs, batch, loss) of `model` in eval mode, batch by batch, gathered from every
+        process; the first `batches` batches only when > 0."""
         model.eval()
-        loader = self.accelerator.prepare_data_loader(self.loader(data, shuffle=False))
-        losses, probabilities, all_targets = [], [], []
-        for inputs, targets in loader:
+        if not isinstance(data, DataLoader):
+            data = self.loader(data, shuffle=False, collate=collate)
+        for batch in itertools.islice(self.accelerator.prepare_data_loader(data), batches or None):
+            batch = self.place(batch)
             with self.accelerator.autocast():
-                logits = model(self.layout(inputs)).float()
-            logits, targets = self.accelerator.gather_for_metrics((logits, targets))
-            losses.append(F.cross_entropy(logits, targets, reduction="sum"))
-            probabilities.append(logits.softmax(1).cpu())
-            all_targets.append(targets.cpu())
-        probs, targets = torch.cat(probabilities), torch.cat(all_targets)
-        return Evaluation(
-            loss=float(torch.stack(losses).sum()) / len(targets),
-            accuracy=float((probs.argmax(1) == targets).float().mean()),
-            probabilities=probs,
-            targets=targets,
-        )
+                loss, outputs = self.task.loss(model, batch)
+            outputs, batch = self.accelerator.gather_for_metrics((outputs, batch))
+            yield outputs, batch, loss.float()
 
-    def loader(self, data: Dataset, *, shuffle: bool) -> DataLoader:
-        # Our splits return whole batches (`__getitems__`), so collation is the identity.
+    def loader(
+        self, data: Dataset, *, shuffle: bool, collate: Callable[[list[Any]], Any] | None = None
+    ) -> DataLoader:
+        # Our splits return whole batches (`__getitems__`), so their collation is the identity.
         return DataLoader(
-            data, batch_size=self.config.batch_size, shuffle=shuffle, collate_fn=whole_batch
+            data,
+            batch_size=self.config.batch_size,
+            shuffle=shuffle,
+            collate_fn=collate or whole_batch,
         )
 
-    # -- checkpoints: what makes a run resumable --------------------------------------------------
-    def checkpoint(
-        self, model: nn.Module, optimizer: Any, scheduler: Any, epochs_done: int
-    ) -> None:
-        state = {
-            "model": self.accelerator.unwrap_model(model).state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epochs_done": epochs_done,
-        }
-        if self.lookahead is not None:
-            state["lookahead"] = self.lookahead.average
-        # History first: if we are stopped in between, resume() drops the records past the
-        # checkpoint; the other order could leave a checkpoint whose epoch has no history.
-        self.run.commit_history()
-        tmp = self.run.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.run.checkpoint_path)
-        write_atomic(self.run.dir / "progress.txt", f"{epochs_done}/{self.config.epochs} epochs\n")
 
-    def resume(self, model: nn.Module, optimizer: Any, scheduler: Any) -> int:
-        """Load the run's checkpoint if it has one; returns the first epoch still to train."""
-        path = self.run.checkpoint_path
-        if not path.exists():
-            return 0
-        try:  # weights_only: a checkpoint is data, never code to unpickle
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            self.accelerator.unwrap_model(model).load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if self.lookahead is not None:
-                self.lookahead.load(state["lookahead"])
-        except Exception as error:
-            raise CorruptCheckpoint(
-                f"checkpoint {path} cannot be read ({type(error).__name__}): "
-                "start a new run instead of resuming this one"
-            ) from error
-        epochs_done = int(state["epochs_done"])
-        self.run.keep_history(lambda record: record.get("epoch", 0) < epochs_done)
-        return epochs_done
+def _mean() -> Any:
+    from deepscape import metrics
 
-    @contextmanager
-    def progress_bar(self, total: int, completed: int) -> Iterator[tuple[Progress, TaskID]]:
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("steps"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            disable=not self.show_progress,
-        ) as progress:
-            yield progress, progress.add_task("training", total=total, completed=completed)
+    return metrics.get("loss").make()
 
 
 class UpdateWatcher:

@@ -57,7 +57,8 @@ from deepscape.models.glove import load_glove
 from deepscape.models.language import word_piece_vectors
 from deepscape.models.text import SentenceCNN
 from deepscape.runs import Run
-from deepscape.train import Evaluation, Trainer
+from deepscape.tasks import Classification, Evaluation, classify
+from deepscape.train import Trainer
 
 
 @dataclass
@@ -147,12 +148,12 @@ def fit(config: Config, data: Splits, run: Run) -> tuple[nn.Module, Evaluation]:
         raise ConfigError(f"embedding_lr={config.embedding_lr}: give a fraction ≥ 0, e.g. 0.3")
     config = dataclasses.replace(config, epochs=epochs_for(config, data))
     run.update_summary(epochs=config.epochs)
-    trainer = Trainer(config, run)
+    task = Classification(len(data.classes), label_smoothing=config.label_smoothing)
+    trainer = Trainer(config, run, task=task)
     # pretrained vectors may be moved gently (measured: MiniLM's table does best at 0.3)
     scales = {"embedding.": config.embedding_lr} if config.embeddings != "random" else None
-    model = trainer.fit(model_for(config, data), data.train, data.validation,
-                        num_classes=len(data.classes), lr_scales=scales)  # fmt: skip
-    return model, trainer.evaluate(model, data.test)
+    model = trainer.fit(model_for(config, data), data.train, data.validation, lr_scales=scales)
+    return model, classify(trainer, model, data.test)
 
 
 def run(config: Config, run: Run) -> dict[str, Any]:

@@ -89,6 +89,7 @@ from deepscape.models.language import (
 from deepscape.probe import accuracy, choose_logistic
 from deepscape.runs import Run
 from deepscape.sweep import inherited, stage
+from deepscape.tasks import Classification, classify
 from deepscape.train import Trainer, resolve_precision
 
 TRANSFER = "language/101/transfer"
@@ -286,19 +287,16 @@ def one_arm(config: Config, run: Run) -> dict[str, Any]:
     model.head.load_state_dict(probe.head.state_dict())
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
     epochs = config.epochs or max(1, math.ceil(config.steps / steps_per_epoch))
-    trainer = Trainer(dataclasses.replace(config, epochs=epochs), run)
+    task = Classification(len(data.classes), label_smoothing=config.label_smoothing)
+    trainer = Trainer(dataclasses.replace(config, epochs=epochs), run, task=task)
     run.update_summary(
         precision=trainer.precision, probe={"test_accuracy": probe.test_accuracy, "l2": probe.l2}
     )
     tokens = encoder_splits(data, encoder)
     model = trainer.fit(
-        model,
-        tokens.train,
-        tokens.validation,
-        num_classes=len(data.classes),
-        lr_scales={"encoder.": config.encoder_lr},
+        model, tokens.train, tokens.validation, lr_scales={"encoder.": config.encoder_lr}
     )
-    test = trainer.evaluate(model, tokens.test)
+    test = classify(trainer, model, tokens.test)
     return {"test_accuracy": test.accuracy, "test_loss": test.loss}
 
 

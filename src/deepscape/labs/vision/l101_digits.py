@@ -45,7 +45,8 @@ from deepscape.data import Splits, get_dataset
 from deepscape.data.augment import RandomAffine
 from deepscape.models.vision import build_model
 from deepscape.runs import Run
-from deepscape.train import Evaluation, Trainer
+from deepscape.tasks import Classification, Evaluation, classify, inputs_only
+from deepscape.train import Trainer
 
 
 @dataclass
@@ -90,14 +91,15 @@ def run(config: Config, run: Run) -> dict[str, float]:
     model = model_for(config, data)
 
     # 3. Training: gradient descent on the loss, watched on the validation split.
-    trainer = Trainer(config, run)
     augment = RandomAffine(degrees=10, shift=0.1, scale=0.1) if config.augment else None
-    model = trainer.fit(
-        model, data.train, data.validation, num_classes=len(data.classes), augment=augment
+    task = Classification(
+        len(data.classes), label_smoothing=config.label_smoothing, augment=inputs_only(augment)
     )
+    trainer = Trainer(config, run, task=task)
+    model = trainer.fit(model, data.train, data.validation)
 
     # 4. The test split, touched once, at the end.
-    test = trainer.evaluate(model, data.test)
+    test = classify(trainer, model, data.test)
 
     # 5. What happened: error curves, learning rate, gradients & updates, mistakes.
     if config.figures:

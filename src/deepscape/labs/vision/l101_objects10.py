@@ -54,6 +54,7 @@ from deepscape.data.augment import photo_augmentation
 from deepscape.labs.vision import l101_digits
 from deepscape.models.vision import build_model
 from deepscape.runs import Run
+from deepscape.tasks import Classification, classify, inputs_only
 from deepscape.train import Trainer
 
 
@@ -145,20 +146,16 @@ def run(config: Config, run: Run) -> dict[str, float]:
     model = model_for(config, data)
 
     # 3. Training, with random crops and mirror images drawn afresh for every image and epoch.
-    trainer = Trainer(config, run)
-    run.update_summary(precision=trainer.precision)
     augment = photo_augmentation(config.augment, padding=config.crop_padding)
-    model = trainer.fit(
-        model,
-        data.train,
-        data.validation,
-        num_classes=len(data.classes),
-        augment=augment,
-        lr_scales=lr_scales_for(config, model),
+    task = Classification(
+        len(data.classes), label_smoothing=config.label_smoothing, augment=inputs_only(augment)
     )
+    trainer = Trainer(config, run, task=task)
+    run.update_summary(precision=trainer.precision)
+    model = trainer.fit(model, data.train, data.validation, lr_scales=lr_scales_for(config, model))
 
     # 4. The test split, touched once, at the end.
-    test = trainer.evaluate(model, data.test)
+    test = classify(trainer, model, data.test)
 
     # 5. What happened: the digits lab's figures, for photos.
     if config.figures:

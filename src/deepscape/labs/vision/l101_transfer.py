@@ -60,6 +60,7 @@ from deepscape.models.pretrained import PretrainedClassifier, load_backbone
 from deepscape.probe import accuracy, choose_logistic
 from deepscape.runs import Run
 from deepscape.sweep import inherited, stage
+from deepscape.tasks import Classification, classify, inputs_only
 from deepscape.train import Trainer
 
 TRANSFER = "vision/101/transfer"
@@ -181,17 +182,18 @@ def one_arm(config: Config, run: Run) -> dict[str, Any]:
     epochs = config.epochs or max(1, math.ceil(config.steps / steps_per_epoch))
     if config.method == "scratch":  # objects10's recipe: SGD with Nesterov momentum
         config = dataclasses.replace(config, optimizer="sgd", lr=0.05, weight_decay=5e-4)
-    trainer = Trainer(dataclasses.replace(config, epochs=epochs), run)
+    # both trained arms see the same random crops and mirror images of the labelled images
+    augment = inputs_only(photo_augmentation("crop-flip"))
+    task = Classification(
+        len(data.classes), label_smoothing=config.label_smoothing, augment=augment
+    )
+    trainer = Trainer(dataclasses.replace(config, epochs=epochs), run, task=task)
     run.update_summary(precision=trainer.precision)
     model = model_for(config, data)
-    fit = functools.partial(
-        trainer.fit, train=data.train, validation=data.validation, num_classes=len(data.classes)
-    )
+    fit = functools.partial(trainer.fit, train=data.train, validation=data.validation)
 
-    # both trained arms see the same random crops and mirror images of the labelled images
-    augment = photo_augmentation("crop-flip")
     if config.method == "scratch":  # objects10's CNN, on the same labels, steps and test images
-        model = fit(model, augment=augment)
+        model = fit(model)
     else:
         # the probe: a linear classifier on frozen features; fine-tuning starts from it (LP-FT)
         probe = linear_probe(model, data, run, trainer)
@@ -202,8 +204,8 @@ def one_arm(config: Config, run: Run) -> dict[str, Any]:
                     "l2": probe.l2}  # fmt: skip
         # unfreeze everything: the head at the full LR, the backbone at `backbone_lr` of it
         scales = {"backbone.": config.backbone_lr, "backbone.classifier.": 1.0}
-        model = fit(model, augment=augment, lr_scales=scales)
-    test = trainer.evaluate(model, data.test)
+        model = fit(model, lr_scales=scales)
+    test = classify(trainer, model, data.test)
     return {"test_accuracy": test.accuracy, "test_loss": test.loss}
 
 
