@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 import pytest
 
@@ -13,10 +14,12 @@ from deepscape.config import (
     apply_overrides,
     closest,
     describe,
+    format_value,
     option,
     parse_value,
 )
 from deepscape.labs.vision.l101_digits import Config
+from deepscape.sweep import Choices, inherited, overrides_for, parse_spec
 
 
 def test_overrides_convert_to_each_fields_type():
@@ -173,3 +176,91 @@ def test_option_help_reaches_describe():
         {"name": "size", "type": "int", "default": 3, "help": "how big"},
         {"name": "name", "type": "str", "default": "plain", "help": ""},
     ]
+
+
+# -- tuples and lists ------------------------------------------------------------------------------
+@dataclass
+class Listed:
+    widths: tuple[int, ...] = option((3, 4, 5), "filter widths")
+    betas: tuple[float, float] = option((0.9, 0.999), "two decay rates")
+    words: tuple[str, ...] = option((), "words to look at")
+    modes: tuple[Literal["a", "b"], ...] = option(("a",), "modes")
+    sizes: tuple[int, ...] | None = option(None, "sizes, if any")
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "value"),
+    [
+        ("widths", "3,4,5", (3, 4, 5)),
+        ("widths", "2-3-4", (2, 3, 4)),  # as sentence-cnn and sweeps write widths
+        ("widths", "[2, 3]", (2, 3)),
+        ("widths", "7", (7,)),
+        ("widths", "", ()),
+        ("betas", "0.9,0.95", (0.9, 0.95)),
+        ("betas", "1e-3,2", (0.001, 2.0)),  # a dash in a number is no separator
+        ("words", "glove-tuned,the cat", ("glove-tuned", "the cat")),
+        ("modes", "b,a", ("b", "a")),
+        ("sizes", "none", None),
+        ("sizes", "10,20", (10, 20)),
+    ],
+)
+def test_tuple_and_list_options_from_key_value(key, text, value):
+    config = apply_overrides(Listed(), [f"{key}={text}"])
+    assert getattr(config, key) == value
+    assert type(getattr(config, key)) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("widths=3,x", "widths='x' is not an int"),
+        ("widths=3-x", "widths='3-x' is not an int"),
+        ("betas=0.9", "betas='0.9': give 2 values separated by commas"),
+        ("betas=0.9,0.99,0.999", "give 2 values"),
+        ("modes=a,c", "modes='c' is not one of a, b"),
+    ],
+)
+def test_a_bad_item_is_a_one_line_error(item, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        apply_overrides(Listed(), [item])
+    assert "\n" not in str(caught.value)
+
+
+def test_describe_names_item_types():
+    options = {o["name"]: o for o in describe(Listed)}
+    assert options["widths"]["type"] == "int,…"
+    assert options["betas"]["type"] == "float,float"
+    assert options["words"]["type"] == "str,…"
+    assert options["modes"]["type"] == "a|b,…"
+    assert options["widths"]["default"] == (3, 4, 5)
+
+
+@pytest.mark.parametrize("value", [(3, 4, 5), (0.9, 0.999), ["a b", "c"], (), True, 1e-4, "x"])
+def test_format_value_is_read_back_by_parse_value(value):
+    annotation = {
+        (3, 4, 5): tuple[int, ...],
+        (0.9, 0.999): tuple[float, float],
+        ("a b", "c"): list[str],
+        (): tuple[int, ...],
+        True: bool,
+        1e-4: float,
+        "x": str,
+    }[tuple(value) if isinstance(value, list) else value]
+    assert parse_value("key", format_value(value), annotation) == value
+
+
+def test_a_sweep_lists_tuples_with_dashes_or_brackets():
+    spec = parse_spec("lab", Listed, ["widths=3-4-5,2-3-4", "betas=[0.9,0.95],[0.8,0.9]"])
+    assert spec.params["widths"] == Choices(((3, 4, 5), (2, 3, 4)))
+    assert spec.params["betas"] == Choices(((0.9, 0.95), (0.8, 0.9)))
+    point = spec.plan()[0]
+    mine = {f.name for f in dataclasses.fields(Listed)}  # not the sweep's seed and threads
+    overrides = [o for o in overrides_for(spec, point, threads=1) if o.split("=")[0] in mine]
+    config = apply_overrides(Listed(), overrides)
+    assert (config.widths, config.betas) == (point["widths"], point["betas"])
+
+
+def test_a_staged_run_inherits_tuples_and_lists_whole():
+    config = Listed(widths=(2, 3), betas=(0.8, 0.9), words=("a b", "c"))
+    spec = parse_spec("lab", Listed, inherited(config, own=set()))
+    assert apply_overrides(Listed(), spec.fixed) == config

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from deepscape import exit_quickly
-from deepscape.config import ConfigError, closest, parse_value
+from deepscape.config import ConfigError, closest, format_value, parse_value
 from deepscape.runs import Run, RunStore, write_atomic
 from deepscape.tracking import PROJECT, logged_in
 
@@ -125,7 +125,7 @@ def parse_spec(
         if ".." in text and not takes_text:  # data_dir=../x is a path, not a range
             params[key] = _parse_range(key, text, hints[key])
             continue
-        values = text.split(",")
+        values = choices(text)
         if any(v.strip() == "" for v in values):
             raise SweepError(f"'{item}': empty value in the list (write {key}=a,b,c)")
         try:
@@ -140,6 +140,18 @@ def parse_spec(
         ranged = next(k for k, p in params.items() if isinstance(p, Range))
         raise SweepError(f"'{ranged}' is a range: ranges need --random N (how many draws)")
     return SweepSpec(lab_id, params, seeds, random_draws, tuple(fixed))
+
+
+def choices(text: str) -> list[str]:
+    """The values of `a,b,c`, split at the commas outside brackets: `[0.9,0.95],[0.8,0.9]` is
+    two choices of a tuple option."""
+    values, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            values.append(text[start:i])
+            start = i + 1
+    return [*values, text[start:]]
 
 
 def _parse_range(key: str, text: str, annotation: Any) -> Range:
@@ -216,16 +228,13 @@ class Sweep:
 
 
 # -- running a sweep -----------------------------------------------------------------------------
-def format_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
+def _override_text(value: Any) -> str:
+    """A sweep's value as override text; a drawn float is kept to 6 significant digits."""
+    return f"{value:.6g}" if isinstance(value, float) else format_value(value)
 
 
 def overrides_for(spec: SweepSpec, point: dict[str, Any], threads: int) -> list[str]:
-    chosen = [f"{k}={format_value(v)}" for k, v in point.items()]
+    chosen = [f"{k}={_override_text(v)}" for k, v in point.items()]
     # Each of J parallel runs gets cores / J threads unless the spec fixes threads itself.
     extra = [] if any(f.startswith("threads=") for f in spec.fixed) else [f"threads={threads}"]
     return [*spec.fixed, *extra, *chosen]
@@ -354,7 +363,7 @@ def inherited(config: Any, own: set[str]) -> list[str]:
     """`key=value` for every option of `config` except `own` and those left at None: what the
     runs of a lab's stage take over from the run that stages them."""
     return [
-        f"{f.name}={getattr(config, f.name)}"
+        f"{f.name}={format_value(getattr(config, f.name))}"
         for f in dataclasses.fields(config)
         if f.name not in own and getattr(config, f.name) is not None
     ]

@@ -19,7 +19,7 @@ from deepscape.cli.common import (
     print_json,
     runs_table,
 )
-from deepscape.config import apply_overrides, describe
+from deepscape.config import apply_overrides, describe, format_value
 from deepscape.lab_config import config_class
 from deepscape.runs import Run, RunStore
 
@@ -154,7 +154,9 @@ def show(
             title_justify="left",
         )
         for o in options:
-            table.add_row(o["name"], o["type"], repr(o["default"]), o["help"])
+            default = o["default"]  # a tuple as it is typed, [0.9,0.999], not (0.9, 0.999)
+            shown = format_value(default) if isinstance(default, tuple) else repr(default)
+            table.add_row(o["name"], o["type"], shown, o["help"])
         out.print(table)
     if recent:
         runs_table(recent, lab.target.metric, title="Your last runs")
