@@ -179,9 +179,10 @@ class Bigram:
     def __init__(self, probabilities: list[list[float]]):
         self.table = torch.tensor(probabilities).log()
 
-    def __call__(self, ids: torch.Tensor, cache) -> torch.Tensor:
+    def __call__(self, ids: torch.Tensor, cache, at: torch.Tensor | None = None) -> torch.Tensor:
         cache.length += ids.shape[1]
-        return self.table[ids]
+        logits = self.table[ids]
+        return logits if at is None else logits.take_along_dim(at.unsqueeze(-1), dim=1)
 
     def new_cache(self, max_length: int):
         return Positions()

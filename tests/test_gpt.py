@@ -65,6 +65,15 @@ def test_the_kv_cache_knows_its_size_and_copies_rows():
         model(torch.zeros(1, 33, dtype=torch.long))
 
 
+def test_logits_at_chosen_positions_are_those_of_every_position():
+    model, idx = tiny("llama"), torch.randint(0, 50, (2, 6))
+    at = torch.tensor([[5, 0], [2, 3]])
+    with torch.no_grad():
+        full, chosen = model(idx)[0], model(idx, logits_at=at)[0]
+    assert chosen.shape == (2, 2, 50)
+    assert torch.allclose(chosen, torch.stack([full[0, [5, 0]], full[1, [2, 3]]]), atol=1e-6)
+
+
 def test_the_loss_is_cross_entropy_over_every_kept_position():
     model, idx = tiny(), torch.randint(0, 50, (2, 6))
     targets = torch.randint(0, 50, (2, 6))

@@ -34,9 +34,10 @@ class Cache(Protocol):
 
 class CausalLM(Protocol):
     """What generation needs: logits "b t vocab" of new tokens ids "b t" that come after the
-    cache's (which then holds theirs too), and an empty cache."""
+    cache's (which then holds theirs too), or only at positions `at` "b k" of each row ("b k
+    vocab"), and an empty cache."""
 
-    def __call__(self, ids: Tensor, cache: Any) -> Tensor: ...
+    def __call__(self, ids: Tensor, cache: Any, at: Tensor | None = None) -> Tensor: ...
 
     def new_cache(self, max_length: int) -> Cache: ...
 
@@ -45,8 +46,8 @@ class OurGPT:
     def __init__(self, model: GPT):
         self.model = model
 
-    def __call__(self, ids: Tensor, cache: Any) -> Tensor:
-        return self.model(ids, cache=cache)[0]
+    def __call__(self, ids: Tensor, cache: Any, at: Tensor | None = None) -> Tensor:
+        return self.model(ids, cache=cache, logits_at=at)[0]
 
     def new_cache(self, max_length: int) -> Cache:
         return self.model.new_cache(max_length)
@@ -76,8 +77,13 @@ class TransformersLM:
         names = inspect.signature(model.forward).parameters
         self.cache_name = "cache" if "cache" in names else "past_key_values"
 
-    def __call__(self, ids: Tensor, cache: TransformersCache) -> Tensor:
-        out = self.model(input_ids=ids, use_cache=True, **{self.cache_name: cache.inner})
+    def __call__(self, ids: Tensor, cache: TransformersCache, at: Tensor | None = None) -> Tensor:
+        out = self.model(
+            input_ids=ids,
+            use_cache=True,
+            logits_to_keep=0 if at is None else at,  # 0: all; "b k" positions: transformers 5
+            **{self.cache_name: cache.inner},
+        )
         cache.inner = getattr(out, self.cache_name)
         cache.length += ids.shape[1]
         return out.logits
@@ -98,6 +104,11 @@ def as_lm(model: Any) -> CausalLM:
 def _device(lm: CausalLM) -> torch.device:
     model = getattr(lm, "model", None)
     return next(model.parameters()).device if model is not None else torch.device("cpu")
+
+
+def last_position(ids: Tensor) -> Tensor:
+    """The last position of each row of ids "b t", as `at` "b 1": a prompt's next token."""
+    return torch.full((ids.shape[0], 1), ids.shape[1] - 1, device=ids.device)
 
 
 def _as_batch(ids: Tensor | Sequence[int], device: torch.device) -> Tensor:
@@ -164,7 +175,7 @@ def generate(
     lm = as_lm(model)
     ids = _as_batch(ids, _device(lm))
     cache = lm.new_cache(ids.shape[1] + max_new_tokens)
-    logits = lm(ids, cache)[:, -1]
+    logits = lm(ids, cache, last_position(ids))[:, -1]
     stops = torch.tensor(list(stop_tokens), dtype=torch.long, device=ids.device)
     ended = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     new: list[Tensor] = []
@@ -202,7 +213,7 @@ def beam_search(
     if ids.shape[0] != 1:
         raise ValueError("beam_search continues one prompt")
     cache = lm.new_cache(ids.shape[1] + max_new_tokens)
-    logprobs = lm(ids, cache)[:, -1].float().log_softmax(dim=-1)  # "beam vocab"
+    logprobs = lm(ids, cache, last_position(ids))[:, -1].float().log_softmax(dim=-1)  # "beam vocab"
     alive: list[tuple[list[int], float]] = [([], 0.0)]  # tokens so far, their log-probability
     ended: list[tuple[list[int], float]] = []  # tokens, normalised score
     for step in range(max_new_tokens):
@@ -246,7 +257,7 @@ def continuation_logprobs(
     """log P(continuation | prompt) "prompts continuations" for every pair: how likely the
     model finds each answer (a label word's tokens, say) after each prompt.
 
-    The prompts' common start is computed once and its keys and values copied for every
+    The prompts' common start is computed once and its keys and values copied for each
     prompt. Continuations that share all but their last token share one forward pass (one-token
     ones: the prompts alone). The prompts' own ends are padded on the right: causal attention
     never looks right, so padding needs no mask, only the right positions to read."""
@@ -256,24 +267,24 @@ def continuation_logprobs(
     longest = max(len(p) for p in prompts) + max(len(c) for c in continuations)
     prefix = lm.new_cache(longest)
     if shared:
-        lm(torch.tensor([prompts[0][:shared]], device=device), prefix)
-    prefix = prefix.select(torch.zeros(len(prompts), dtype=torch.long, device=device))
+        start = torch.tensor([prompts[0][:shared]], device=device)
+        lm(start, prefix, last_position(start))  # for its keys and values
     scores = torch.empty(len(prompts), len(continuations))
     for stem in {tuple(c[:-1]) for c in continuations}:
         rows = [[*p[shared:], *stem] for p in prompts]
         ids = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
         for i, row in enumerate(rows):
             ids[i, : len(row)] = torch.tensor(row)
-        cache = prefix.select(torch.arange(len(rows), device=device))  # the pass appends to it
-        logprobs = lm(ids.to(device), cache).float()
-        logprobs = logprobs.log_softmax(dim=-1).cpu()
+        # each prompt's last token predicts a continuation's first, the stem's tokens the rest
+        ends = torch.tensor([len(p) - shared - 1 for p in prompts])
+        at = ends[:, None] + torch.arange(len(stem) + 1)
+        copies = torch.zeros(len(rows), dtype=torch.long, device=device)
+        cache = prefix.select(copies)  # one per prompt, each appended to by the pass
+        logprobs = lm(ids.to(device), cache, at.to(device)).float().log_softmax(dim=-1).cpu()
         for j, continuation in enumerate(continuations):
-            if tuple(continuation[:-1]) != stem:
-                continue
-            for i, prompt in enumerate(prompts):
-                at = len(prompt) - shared - 1  # the prompt's last token: it predicts the first
-                steps = torch.arange(at, at + len(continuation))
-                scores[i, j] = logprobs[i, steps, torch.tensor(continuation)].sum()
+            if tuple(continuation[:-1]) == stem:
+                steps = torch.arange(len(continuation))
+                scores[:, j] = logprobs[:, steps, torch.tensor(continuation)].sum(dim=1)
     return scores
 
 

@@ -290,16 +290,26 @@ class GPT(nn.Module):
         return self.drop(x), (self.rope_cos[start:end], self.rope_sin[start:end])
 
     def forward(
-        self, idx: Tensor, targets: Tensor | None = None, *, cache: KVCache | None = None
+        self,
+        idx: Tensor,
+        targets: Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+        logits_at: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Logits "b t vocab" at every position of idx "b t" (after the `cache`'s positions,
-        which then holds idx's too), and the cross-entropy with `targets` "b t" (-100: skipped)."""
+        which then holds idx's too), and the cross-entropy with `targets` "b t" (-100: skipped).
+        With `logits_at` "b k", only the logits "b k vocab" at those positions of each row: the
+        output layer is the widest, and generating or scoring text needs few of them."""
         x, rope = self.embed(idx, cache.length if cache is not None else 0)
         for layer, block in enumerate(self.blocks):
             x = block(x, rope=rope, cache=cache, layer=layer)
         if cache is not None:
             cache.length += idx.shape[1]
-        logits = self.lm_head(self.ln_f(x))
+        x = self.ln_f(x)
+        if logits_at is not None:
+            x = x.take_along_dim(logits_at.unsqueeze(-1), dim=1)
+        logits = self.lm_head(x)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
