@@ -20,10 +20,8 @@ any hub id works in their place.
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import importlib.util
-import inspect
 import io
 import os
 from collections.abc import Iterator, Sequence
@@ -36,6 +34,7 @@ import torch.nn.functional as F
 from rich.progress import track
 from torch import nn
 
+from deepscape.generate import continuation_logprobs
 from deepscape.models.pretrained import PretrainedUnavailable
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -269,38 +268,28 @@ def zero_shot_scores(
     """log P(the answer starts with label | prompt) "n classes" for each text. The prompt is the
     chat template around `question` followed by the text; a label's probability sums its
     surface forms (positive, Positive), a form's multiplies its tokens'. Argmax = the LLM's
-    answer, ranked by likelihood, never parsed from generated text. The prompts' common start
-    (system prompt, question) is computed once and reused (its keys and values: the KV cache);
-    `autocast` computes in bfloat16."""
+    answer, ranked by likelihood, never parsed from generated text. The log-probabilities come
+    from `deepscape.generate.continuation_logprobs`, which computes a batch's common start
+    (system prompt, question) once and reuses its keys and values (the KV cache); `autocast`
+    computes in bfloat16."""
     tokenizer, model = llm.tokenizer, llm.model
-    form_ids = [[tokenizer.encode(f, add_special_tokens=False) for f in answer_forms(label)]
-                for label in labels]  # fmt: skip
-    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    forms = [[tokenizer.encode(f, add_special_tokens=False) for f in answer_forms(label)]
+             for label in labels]  # fmt: skip
+    label_of_form = torch.tensor([j for j, fs in enumerate(forms) for _ in fs])
     device = next(model.parameters()).device
     prompts = [prompt_ids(tokenizer, question, text) for text in texts]
-    shared = common_prefix(prompts)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-        out = model(input_ids=torch.tensor([prompts[0][:shared]], device=device), use_cache=True)
-    prefix = getattr(out, _cache_argument(model))
     scores = torch.empty(len(texts), len(labels))
     order = sorted(range(len(texts)), key=lambda i: len(prompts[i]))  # little padding
     batches = range(0, len(texts), batch_size)
     for start in track(batches, description=description, transient=True, disable=not progress):
         rows = order[start : start + batch_size]
-        ends = [prompts[i][shared:] for i in rows]
-        # forms that share all but their last token share one forward pass (all one-token
-        # forms: the prompt alone)
-        stems = {tuple(ids[:-1]) for fs in form_ids for ids in fs}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            after = {
-                stem: _logprobs_after(model, prefix, shared, ends, list(stem), pad, device)
-                for stem in stems
-            }
-        per_label = []
-        for fs in form_ids:  # log Σ_forms Π_tokens P(token | prompt, the form's tokens before)
-            forms = [sum(after[tuple(ids[:-1])][:, k, t] for k, t in enumerate(ids)) for ids in fs]
-            per_label.append(torch.stack(forms).logsumexp(0))
-        scores[rows] = torch.stack(per_label, 1).cpu()
+            per_form = continuation_logprobs(
+                model, [prompts[i] for i in rows], [ids for fs in forms for ids in fs]
+            )  # "rows forms"
+        # log Σ_forms P(form | prompt)
+        per_label = [per_form[:, label_of_form == j].logsumexp(1) for j in range(len(labels))]
+        scores[rows] = torch.stack(per_label, 1)
     return scores
 
 
@@ -312,53 +301,3 @@ def prompt_ids(tokenizer: Any, question: str, text: str) -> list[int]:
     if hasattr(ids, "keys"):  # transformers 5 returns a BatchEncoding
         ids = ids["input_ids"]
     return list(ids)
-
-
-def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
-    """How many first tokens all `sequences` share (leaving each at least one of its own)."""
-    shortest = min(len(s) for s in sequences)
-    first = sequences[0]
-    n = 0
-    while n < shortest - 1 and all(s[n] == first[n] for s in sequences):
-        n += 1
-    return n
-
-
-def _cache_argument(model: nn.Module) -> str:
-    """The KV cache's name in and out of `model`: `cache` in transformers 5.2x, before then (and
-    in models that keep the old name) `past_key_values`."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def _logprobs_after(
-    model: nn.Module,
-    prefix: Any,
-    shared: int,
-    ends: list[list[int]],
-    stem: list[int],
-    pad: int,
-    device: torch.device,
-) -> torch.Tensor:
-    """log P(next token) "b (len(stem) + 1) vocab" at the end of each prompt and after each
-    token of `stem` appended to it. A prompt is the cached `prefix` (`shared` tokens) and one of
-    `ends`; the ends are padded on the left — between the prefix and them, masked out — so that
-    every sequence ends at the last position."""
-    sequences = [end + stem for end in ends]
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad, dtype=torch.long)
-    mask = torch.zeros(len(sequences), shared + width, dtype=torch.long)
-    mask[:, :shared] = 1
-    for row, s in enumerate(sequences):
-        ids[row, width - len(s) :] = torch.tensor(s)
-        mask[row, shared + width - len(s) :] = 1
-    positions = (mask.cumsum(1) - 1)[:, shared:]
-    cache = copy.deepcopy(prefix)  # the forward pass appends to it
-    cache.batch_repeat_interleave(len(sequences))
-    logits = model(
-        input_ids=ids.to(device),
-        attention_mask=mask.to(device),
-        position_ids=positions.clamp(min=0).to(device),
-        **{_cache_argument(model): cache},
-        logits_to_keep=len(stem) + 1,
-    ).logits
-    return logits.float().log_softmax(-1)
