@@ -1,28 +1,13 @@
 """language/101/experiments — parametric experiments on the sentence CNN: what is worth tuning?
 
-Goal
-    Tune the sentence CNN of language/101/sentence-cnn one question at a time — the embeddings,
-    the filter widths, the number of filters, dropout, the learning rate — with the sweep
-    machinery of vision/101/experiments, and learn to tell an effect from the noise: on a small
-    text set, two seeds of the same configuration can differ by more than two configurations.
-
-New concepts
-    - the hyper-parameters of a text CNN, and embedding initialisation as one of them
-    - seed spread: the same configuration at several seeds, the yardstick for every effect
-    - one factor at a time: each question asked on top of the best answer so far
-    - turning a sweep into a conclusion: an effect counts only when it clears the seed spread
-    - choose on validation, confirm on test, once
-
-Scope
-    in:  sweeps of embeddings, widths, filters, dropout and lr over the sentence CNN, each at
-         `seeds` seeds; the overlaid curves and metric-vs-parameter plots of each sweep; effects
-         against the seed spread; the tuned configuration against the default on test.
-    out: the sweep machinery itself (vision/101/experiments), random and Bayesian search
-         (`deepscape sweep --random`), tuning LLM fine-tuning (language/201/fine-tuning).
-
-Target
-    The configuration the lab's sweeps choose on validation beats the default sentence CNN on
-    validation and keeps the win on test (`tuned_beats_default` = 1), on SST-2.
+The lesson tunes language/101/sentence-cnn one question at a time, each asked on top of the best
+answer so far: the embeddings (their initialisation is a hyper-parameter too), the filter widths,
+the number of filters, dropout, the learning rate — with the sweep machinery of
+vision/101/experiments. Every configuration runs at several seeds, because on a small text set
+two seeds of one configuration can differ by more than two configurations: the seed spread is
+the yardstick, and an effect counts only when it clears it. Each sweep leaves its overlaid
+curves and metric-vs-parameter plots; the configuration chosen on validation is confirmed on
+test, once, against the default.
 
     deepscape run language/101/experiments                   # 200 MR sentences, ~3 min
     deepscape run language/101/experiments dataset=sst2 data_dir=path/to/sentclf seeds=1 jobs=2

@@ -1,35 +1,20 @@
-"""language/101/sentence-cnn — classify sentences with a CNN over word embeddings (Kim, 2014).
+"""language/101/sentence-cnn — convolutions over word vectors read sentences (Kim, 2014).
 
-Goal
-    Tell positive from negative movie reviews (and six kinds of question apart) with one layer of
-    convolutions over word vectors, and see what the filters learned: each is a detector of a few
-    phrases, and the classifier only weighs which detectors fired.
+The lesson turns a sentence into a sequence of token ids, and an embedding table turns those
+into vectors: random, pretrained and frozen (GloVe static), or pretrained and fine-tuned, gently,
+at a fraction of the LR (embedding_lr). One layer of 1-D convolutions slides over the words: a
+filter of width 3, 4 or 5 is an n-gram detector. Max-over-time pooling makes a sentence of any
+length one fixed-size vector, and the classifier only weighs which detectors fired. The
+top-activating phrases of each filter say what it detects (drawn here and by `deepscape inspect
+RUN`). Bigger pretrained vectors: glove+minilm puts MiniLM's word-piece vectors beside GloVe's
+(each word's pieces averaged from MiniLM's input table, no context).
 
-New concepts
-    - a sentence as a sequence of token ids, and an embedding table that turns them into vectors
-    - 1-D convolution over words: a filter of width 3, 4 or 5 is an n-gram detector
-    - max-over-time pooling: a sentence of any length → one fixed-size feature vector
-    - embeddings random, pretrained and frozen (GloVe static), or pretrained and fine-tuned
-    - fine-tuning pretrained vectors gently: the embeddings learn at a fraction of the LR
-    - bigger pretrained vectors: a transformer's word-piece table beside GloVe (glove+minilm)
-    - the CNN as feature extractor: the top-activating phrases of a filter say what it detects
-
-Scope
-    in:  SST-2, MR and TREC from the hub or `data_dir=` files (label first, then the sentence);
-         offline, the 200 MR sentences that gensim ships (the default: small, so noisy); random,
-         GloVe 6B-50d static and fine-tuned embeddings, and GloVe beside MiniLM's word-piece
-         vectors (each word's pieces averaged from MiniLM's input table, no context); the top
-         phrases per filter, drawn here and by `deepscape inspect RUN`.
-    out: tuning by sweeps (language/101/experiments), pretrained sentence encoders and LLMs
-         (language/101/transfer), deep and character-level CNNs (language/201/text-cnn).
-
-Target
-    ≥ 85 % test accuracy on SST-2, MR ≥ 79 %, TREC ≥ 90 % (the files of the benchmark in
-    `data_dir=`), each in ≤ 5 minutes on 2 CPU cores. Means of seeds 0–2: with the default
-    GloVe 50-d, SST-2 80.3 %, MR 75.8 %, TREC 92.0 %; with embeddings=glove+minilm
-    embedding_lr=0.3 (434 numbers a word, fine-tuned gently), SST-2 84.6 %, MR 80.0 %, TREC
-    93.5 %, in ≤ 4 minutes. SST-2 is still short: Kim's 87 % trained on its phrases too, with
-    300-d word2vec; here only the sentences are offline.
+Measured, means of seeds 0–2 on the benchmark's files: with the default GloVe 50-d, SST-2
+80.3 %, MR 75.8 %, TREC 92.0 %; with embeddings=glove+minilm embedding_lr=0.3 (434 numbers a
+word, fine-tuned gently), SST-2 84.6 %, MR 80.0 %, TREC 93.5 %, in ≤ 4 minutes on 2 CPU cores.
+SST-2 is still short of Kim's 87 %, which trained on its phrases too, with 300-d word2vec; here
+only the sentences are offline. The offline default, the 200 MR sentences that gensim ships, is
+small, so noisy.
 
     deepscape run language/101/sentence-cnn                          # 200 MR sentences, offline
     deepscape run language/101/sentence-cnn dataset=sst2 data_dir=path/to/sentclf

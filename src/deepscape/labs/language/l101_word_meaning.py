@@ -1,51 +1,33 @@
 """language/101/word-meaning — meaning from context: word vectors learnt with skip-gram.
 
-Goal
-    Learn a vector for every word of a corpus from nothing but the words around it, and find
-    meaning in them: neighbours, analogies (king − man + woman), agreement with people's judgements
-    of similarity. Race gensim's word2vec on the same text for the same time, and see what GloVe's
-    6 billion words of training buy.
+The lesson starts from the distributional hypothesis: a word is known by the company it keeps.
+The corpus becomes word ids (rare words, seen fewer than min_count times, and punctuation
+dropped); skip-gram with negative sampling scores (word, context) pairs high and (word, noise)
+pairs low, with frequent words subsampled and noise words drawn from the unigram
+distribution^0.75. A step changes only the rows of the words in its batch: word2vec's plain SGD,
+or Adam on those rows (SparseAdam), whose per-row step sizes teach rare words faster. Meaning is
+then read off the vectors: cosine neighbours, analogies as vector arithmetic (king − man +
+woman), WordSim-353 (relatedness) and SimLex-999 (similarity proper) by Spearman ρ, Google
+analogies by accuracy and coverage (questions whose 4 words are known), and a 2-D PCA map of
+word groups; every 50th document is held out for a validation loss. GloVe 6B-50d (400,000
+words) is scored on the same tests, to show what 6 billion words of training buy.
 
-New concepts
-    - the distributional hypothesis: a word is known by the company it keeps
-    - tokenisation and a vocabulary: words → ids; rare words (< min_count) and punctuation dropped
-    - skip-gram with negative sampling: score (word, context) pairs high, (word, noise) pairs low
-    - subsampling frequent words; noise words drawn from the unigram distribution^0.75
-    - sparse updates: a step changes only the rows of the words in its batch — word2vec's plain
-      SGD, or Adam on those rows (SparseAdam), whose per-row step sizes teach rare words faster
-    - cosine similarity, nearest neighbours, analogies as vector arithmetic
-    - judging embeddings: WordSim-353 (relatedness) and SimLex-999 (similarity proper) by
-      Spearman ρ; Google analogies by accuracy and coverage (questions whose 4 words are known)
+The race: gensim's Word2Vec trains first, on the same word stream and vocabulary, dim, window,
+negatives and sample, `epochs` passes with `threads` workers (1 by default, one core each:
+gensim's C workers gain more from cores than PyTorch's small ops, which on a busy machine even
+stall), keeping its own SGD schedule (0.025 → 0.0001). The seconds its train() takes are our
+budget (`seconds=` sets one): ours trains exactly that long, its learning rate decaying linearly
+over those seconds rather than over a number of passes, so it makes as many passes as its speed
+allows. Words/s counts the words of the stream (before subsampling) per second of training.
 
-Scope
-    in:  skip-gram with negative sampling in PyTorch (models/word_vectors.py); the lee news
-         corpus offline (60,000 words), text8 or WikiText-103 from the hub, any text file or
-         folder (`corpus=file data_dir=`, `strip_labels=true` for label-first sentence files);
-         gensim's Word2Vec on the same word stream as the peer; GloVe 6B-50d for scale; a 2-D
-         PCA map of word groups; every 50th document held out for a validation loss.
-    out: sentence classification (language/101/sentence-cnn), contextual embeddings
-         (language/201/transformers), training GloVe or fastText.
-
-Target
-    On the same corpus and wall-clock budget, our WordSim-353 ρ is within 0.05 of gensim's
-    (`wordsim353_gap_to_gensim` = gensim − ours ≤ 0.05), our words/s reported beside gensim's.
-    The race: gensim trains first, `epochs` passes with `threads` workers (1 by default, one core
-    each: gensim's C workers gain more from cores than PyTorch's small ops, which on a busy machine
-    even stall), and the seconds its train() takes are our budget (`seconds=` sets one). Ours
-    trains exactly that long, its learning rate decaying linearly over those seconds rather than
-    over a number of passes, so it makes as many passes as its speed allows. Both get the same
-    word stream and vocabulary, dim, window, negatives and sample; gensim keeps its own SGD
-    schedule (0.025 → 0.0001). Words/s: words of the stream (before subsampling) per second of
-    training, for both.
-
-    Measured on 1.15M words (the sentence-classification files and AG News' test split, 2 CPU
-    cores, threads=1): gensim made 10 passes in 33 s at 350k words/s, ours 2.6 passes at 93k
-    words/s (0.26×: PyTorch ops against word2vec's C loop), and still WordSim ρ 0.375 vs 0.354
-    (gap −0.021), thanks to SparseAdam: with word2vec's SGD (optimizer=sgd) ours reaches 0.24.
-    SimLex 0.14 vs 0.18, analogies 1.3 % vs 2.2 % (of the 7,533 answerable); threads=2: ρ 0.385
-    vs 0.356 at 137k vs 467k words/s. GloVe: WordSim 0.50, SimLex 0.26, analogies 50 %. On lee,
-    the default, WordSim knows only 59 of its pairs and the gap swings from seed to seed (−0.06 …
-    +0.09 over seeds 0–4, 4 of them within 0.05): a small corpus gives noisy scores.
+Measured on 1.15M words (the sentence-classification files and AG News' test split, 2 CPU
+cores, threads=1): gensim made 10 passes in 33 s at 350k words/s, ours 2.6 passes at 93k words/s
+(0.26×: PyTorch ops against word2vec's C loop), and still WordSim ρ 0.375 vs 0.354 (gap
+−0.021), thanks to SparseAdam: with word2vec's SGD (optimizer=sgd) ours reaches 0.24. SimLex
+0.14 vs 0.18, analogies 1.3 % vs 2.2 % (of the 7,533 answerable); threads=2: ρ 0.385 vs 0.356 at
+137k vs 467k words/s. GloVe: WordSim 0.50, SimLex 0.26, analogies 50 %. On lee, the default
+(60,000 words, offline), WordSim knows only 59 of its pairs and the gap swings from seed to seed
+(−0.06 … +0.09 over seeds 0–4): a small corpus gives noisy scores.
 
     deepscape run language/101/word-meaning                                    # lee, offline
     deepscape run language/101/word-meaning corpus=file data_dir=path/to/sentclf strip_labels=true

@@ -1,33 +1,15 @@
 """vision/101/capacity — under- and overfitting: how big a model, how much data, which remedy.
 
-Goal
-    See both ways a model fails on new images, with real digits: one too small to fit even its
-    training images (underfitting), and one large enough to learn them by heart that still errs
-    on new ones (overfitting). Then measure what closes the gap between train and validation
-    error: more data, weight decay, dropout, augmentation, early stopping.
+The lesson sweeps the digits MLP. Over width (and depth): the smallest MLP leaves train and
+validation error both high (underfitting); the largest learns its training images by heart,
+train error ≈ 0, and still errs on new ones (overfitting). The generalisation gap is validation
+error − train error, the train error measured by the trained model on its clean training images.
+Over training-set size, 5 % to 100 %: the learning curve. Then the remedies on the overfit
+model — weight decay, dropout, augmentation, every combination of the three, and early stopping
+— each measured as the share of that model's gap it closes.
 
-New concepts
-    - capacity: what a model can fit, here an MLP's width and depth (its number of parameters)
-    - underfitting (train and validation error both high); overfitting (train error ≈ 0,
-      validation error well above it)
-    - the generalisation gap: validation error − train error, the train error measured by the
-      trained model on its clean training images
-    - the learning curve: error against the number of training images
-    - regularisation: weight decay, dropout, augmentation, early stopping — each measured as the
-      share of the overfit model's gap it closes
-
-Scope
-    in:  sweeps of vision/101/digits' MLP over width (and depth) and training-set size (5 %–100 %);
-         train vs validation error against both; every combination of three remedies, and early
-         stopping, on one overfit model.
-    out: learning-rate tuning (vision/101/experiments), architecture design
-         (vision/201/architectures), double descent.
-
-Target
-    On digits the smallest MLP underfits, the largest memorises 20 % of the training split, and the
-    best remedy closes ≥ 50 % of that model's train–validation gap without raising its validation
-    error (`overfit_gap_closed` ≥ 0.5), errors averaged over 3 seeds: with 144 validation images,
-    one mistake is 0.7 % and one seed's gap is only 7–9 mistakes.
+Errors are averaged over 3 seeds: with 144 validation images one mistake is 0.7 %, and one seed's
+gap is only 7–9 mistakes.
 
     deepscape run vision/101/capacity                        # ~3 minutes on 2 CPU cores
     deepscape run vision/101/capacity depths=1,2 jobs=2      # depth as well as width

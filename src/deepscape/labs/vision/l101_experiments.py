@@ -1,27 +1,12 @@
 """vision/101/experiments — parametric experiments: how a model gets tuned, one question at a time.
 
-Goal
-    Start from an untuned first attempt at the digits CNN and improve it the way practitioners
-    do: find the learning rate with a range test, check it with a sweep, then try batch size and
-    optimizer — looking at the overlaid curves at each step — and confirm on the test split,
-    once, that the tuned setting really is better.
-
-New concepts
-    - the learning-rate range test (loss against an exponentially growing LR)
-    - too small / right / too large / divergent learning rates, seen side by side
-    - sweeps and the experiment record (every run kept, tagged, comparable)
-    - batch size and optimizer as levers, in that order after the learning rate
-    - choose on validation, confirm on test (and why not the other way round)
-
-Scope
-    in:  sweeps of vision/101/digits over lr, batch_size, optimizer and schedule; overlaid curves;
-         metric-vs-parameter plots; a tuned-vs-default comparison.
-    out: random search and Bayesian optimisation beyond `deepscape sweep --random`, capacity and
-         regularisation (vision/101/capacity), multi-machine sweeps (`--wandb --agent`).
-
-Target
-    The configuration the lab's own sweeps choose on validation beats the untuned default on
-    validation and keeps the win on test (`tuned_beats_default` = 1).
+The lesson starts from an untuned first attempt at the digits CNN and improves it the way
+practitioners do. First the learning-rate range test: the loss against an exponentially growing
+LR, with the suggested LR marked. Then a sweep around it, which shows too small, right, too large
+and divergent learning rates side by side; then batch size, then the optimizer, in that order,
+reading the overlaid curves and the metric-vs-parameter plots at each step. Every run is kept,
+tagged and comparable. The setting is chosen on validation and confirmed on test, once, and not
+the other way round.
 
     deepscape run vision/101/experiments                 # ~1 minute on 2 CPU cores
     deepscape run vision/101/experiments jobs=2 epochs=12

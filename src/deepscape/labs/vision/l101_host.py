@@ -1,32 +1,16 @@
 """vision/101/host — put the model behind a page anyone can try, with its failure cases.
 
-Goal
-    Serve the digits CNN as a Gradio app: people draw or upload a digit and see the top classes
-    with a gradient map, browse the model's mistakes, and flag wrong answers with the right label
-    for retraining. Then measure what serving costs and whether the page's preprocessing feeds
-    the model images like the ones it learnt from.
+The lesson serves the digits CNN as a Gradio page (`deepscape serve RUN`, or
+`deepscape.serve.build_app(run)`): people draw or upload a digit and see the top classes with a
+Grad-CAM map of the answer, browse the model's mistakes and its confusion matrix, and flag wrong
+answers with the right label (RUN/flagged/: a PNG and a JSON with label, prediction and time).
 
-New concepts
-    - serving a model behind an app: `deepscape serve RUN`, or `deepscape.serve.build_app(run)`
-    - the same preprocessing at inference as in training: a drawing is inverted, cropped to its
-      ink, padded square and shrunk to 8×8 like the training digits; measured by sending the test
-      images through the page as PNGs (`app_test_accuracy` against the model's own)
-    - top-k probabilities, and a gradient map (Grad-CAM) of the answer
-    - the failure-case gallery and the confusion matrix: what to show users besides accuracy
-    - collecting flagged data (RUN/flagged/: PNG + JSON with label, prediction, time)
-    - latency p50 / p95 through the HTTP API, as a client sees it
-
-Scope
-    in:  a Gradio Blocks page for any finished vision run; sketchpad and upload; readable errors
-         for bad input; API latency; browser (Playwright + Chromium) and API tests.
-    out: public deployment, authentication and scaling; retraining on flagged data; monitoring
-         in production.
-
-Target
-    Median latency ≤ 30 ms per prediction through the app's HTTP API (`/classify`: upload a PNG,
-    get the probabilities) for the digits model, over 200 requests on 2 CPU cores, timed by a
-    client in another process (`api_latency_p50_ms`; p95 reported, and the same for the page's
-    own `/predict`, which also returns the two pictures and the gradient map).
+Two measurements follow. The page must feed the model images like the ones it learnt from: a
+drawing is inverted, cropped to its ink, padded square and shrunk to 8×8 like the training
+digits, and sending the test images through the page as PNGs checks it (`app_test_accuracy`
+against the model's own). And serving has a cost: latency p50 and p95 through the HTTP API as a
+client in another process sees it, for `/classify` (a PNG in, the probabilities out) and for the
+page's own `/predict`, which also returns the two pictures and the gradient map.
 
     deepscape run vision/101/host                   # trains a digits CNN, serves it, measures
     deepscape run vision/101/host reuse=RUN_ID      # the same for a finished digits run

@@ -1,34 +1,18 @@
 """vision/101/look-inside — what a trained network looks at, and whether to believe the pictures.
 
-Goal
-    Open up the digits CNN: the filters its first layer learnt, the feature maps its layers
-    produce for an image, and gradient maps of which pixels drive its decision — above all for
-    its most confident mistakes. Then test the maps themselves: a map that looks the same when the
-    weights are random explains the image, not the model.
+The lesson opens up the digits CNN. The filters its first layer learnt, its 3×3 weights drawn as
+images. Feature maps: what a layer outputs, channel by channel, for one input. Gradient maps of
+the pixels that drive a decision, above all for the most confident mistakes, where explanations
+teach most: vanilla saliency |∂ score / ∂ pixel|, SmoothGrad (averaged over noisy copies),
+Integrated Gradients (gradients along a path from a black image) and Grad-CAM (the last
+convolution's maps weighted by their gradients), all four from captum with their published
+settings.
 
-New concepts
-    - learned filters: the first layer's 3×3 weights, drawn as images
-    - feature maps: what a layer outputs, channel by channel, for one input
-    - gradient maps: vanilla saliency |∂ score / ∂ pixel|, SmoothGrad (averaged over noisy
-      copies), Integrated Gradients (gradients along a path from a black image), Grad-CAM (the
-      last convolution's maps weighted by their gradients) — all four from captum
-    - the model-randomisation sanity check (Adebayo et al. 2018): rank correlation (Spearman ρ)
-      between the maps of the trained model and of the same model with random weights, against
-      a control: a second model trained the same way from another seed
-    - most confident mistakes: where explanations teach most
-
-Scope
-    in:  any finished vision run (`deepscape inspect RUN` draws the same figures for one); the
-         digits lab's models; the four methods above with their published settings.
-    out: serving the model with its failure cases (vision/101/host), attention maps of
-         transformers (vision/201/attention), adversarial examples (vision/201/unsolvable),
-         concept-based explanations.
-
-Target
-    Vanilla saliency passes the sanity check: mean Spearman ρ between the trained model's maps
-    and the randomised model's ≤ 0.5 over test images (`random_model_map_similarity`). The lab
-    also measures the other three, and shows one that fails it on digits: Integrated Gradients
-    from a black baseline ranks pixels by their ink, whatever the weights.
+Then the maps are tested (Adebayo et al. 2018): a map that looks the same when the weights are
+random explains the image, not the model. The rank correlation (Spearman ρ) between the trained
+model's maps and those of the same model with random weights is set against a control, a second
+model trained the same way from another seed. Vanilla saliency passes; Integrated Gradients from
+a black baseline fails on digits: it ranks pixels by their ink, whatever the weights.
 
     deepscape run vision/101/look-inside                    # trains two digits CNNs (~1 minute)
     deepscape run vision/101/look-inside reuse=RUN_ID       # look inside a finished digits run

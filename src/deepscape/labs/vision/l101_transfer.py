@@ -1,33 +1,18 @@
 """vision/101/transfer — reuse what a model learned on ImageNet.
 
-Goal
-    Learn 10 kinds of objects from a few labelled images, three ways, and watch how the answer
-    changes as labels grow: a CNN from scratch (vision/101/objects10's), a linear probe on the
-    frozen features of a network pretrained on ImageNet, and that network fine-tuned.
+The lesson learns 10 kinds of objects from a few labelled images, three ways. A CNN from scratch
+(vision/101/objects10's). A linear probe: a timm backbone whose weights learnt ImageNet's 1.3
+million photos, frozen, behind its own preprocessing (the size, mean and std it was trained with
+travel with the model), and a linear classifier learnt on its features alone. And that backbone
+fine-tuned: starting from the probe's classifier, then everything unfrozen, the backbone at a
+lower LR so that the first steps do not wreck what it knows (LP-FT, Kumar et al. 2022).
 
-New concepts
-    - a pretrained backbone: a timm model whose weights learnt ImageNet's 1.3 million photos
-    - its own preprocessing: the size, mean and std it was trained with travel with the model
-    - linear probe: freeze the backbone, learn only a linear classifier on its features
-    - fine-tuning: start from the probe's classifier, then unfreeze everything, the backbone at a
-      lower LR, so that the first steps do not wreck what it knows (LP-FT, Kumar et al. 2022)
-    - the learning curve over labelled images: what pretraining is worth is a function of how
-      many labels you have
-
-Scope
-    in:  EfficientNet-Lite0 (offline, from PyPI) or any timm model (online); Fashion-MNIST
-         offline, CIFAR-10 with data_dir= or the hub; 100, 500, 1,000, 2,000 (or all) labelled
-         images; every arm given the same optimisation steps, validation and test images (and
-         the trained ones the same crops and mirror images); the accuracy-vs-labels figure; a
-         single arm with method=scratch|probe|finetune labelled=N.
-    out: 1000-class inference (vision/101/objects1000), parameter-efficient fine-tuning and
-         domain shift (vision/201/advanced-transfer), self-supervised pretraining.
-
-Target
-    With ≤ 1,000 labelled images, fine-tuning beats the CNN from scratch by ≥ 10 points of test
-    accuracy (`finetune_gain_at_1000`), on CIFAR-10 when present, else on Fashion-MNIST. On the
-    CIFAR-10 copy: from scratch 41 %, probe 68 %, fine-tuned 72 % at 1,000 labels (+31 points);
-    the whole curve takes ~19 minutes on 2 CPU cores.
+Each arm gets the same optimisation steps, validation and test images, and the trained ones the
+same crops and mirror images, at 100, 500, 1,000 and 2,000 labels: what pretraining is worth is
+a function of how many labels you have, and the accuracy-vs-labels figure shows it. On the
+CIFAR-10 copy: from scratch 41 %, probe 68 %, fine-tuned 72 % at 1,000 labels (+31 points); the
+whole curve takes ~19 minutes on 2 CPU cores. Offline, the default is Fashion-MNIST with
+EfficientNet-Lite0; any timm model comes from the hub.
 
     deepscape run vision/101/transfer                                   # Fashion-MNIST, offline
     deepscape run vision/101/transfer dataset=cifar10 data_dir=cifar10-images
