@@ -1,6 +1,7 @@
 # One command to set up and run the first lab, one to set up and pass the tests.
 #   make run    — create .venv, install deepscape, run vision/101/digits
 #   make test   — create .venv, install deepscape + dev tools, run the test suite
+#   make test-fast — the tests not marked slow: the loop while you work
 #   make lint   — ruff check and format check
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,7 +9,7 @@ BIN    := $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test test-fast lint clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +26,9 @@ run: setup
 
 test: setup
 	$(BIN)/pytest
+
+test-fast: setup
+	$(BIN)/pytest -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .
