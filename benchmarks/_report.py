@@ -1,7 +1,9 @@
 """Shared by the benchmark scripts: print a table and keep it in docs/benchmarks.md.
 
 Each script owns one section of docs/benchmarks.md (between `<!-- NAME -->` markers) and rewrites
-only that section, with the machine, date and command that produced it.
+only that section, with the machine, date and command that produced it. Paths in it are written
+as a reader would type them from the repository (`../shared/data/sentclf`), never as the folders
+of the machine the benchmark ran on.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import platform
 import re
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+REPO = DOC.parents[1]
 HEADER = "# Benchmarks\n\nMeasured by the scripts in `benchmarks/`; each section says how.\n"
 
 
@@ -47,18 +51,23 @@ def machine() -> str:
     )
 
 
-def _from_repo(script: str) -> str:
-    path = Path(script).resolve()
-    return str(path.relative_to(DOC.parents[1])) if DOC.parents[1] in path.parents else script
+def as_typed(text: str) -> str:
+    """`text` with this machine's folders written as from the repository: the repository's own
+    path dropped, its parent's written `..`, and a scratch folder's random name dropped (what is
+    inside it keeps its name: `data_dir=/tmp/tmpk3j/cifar10-images` → `data_dir=cifar10-images`)."""
+    scratch = re.escape(str(Path(tempfile.gettempdir()).resolve()))
+    text = re.sub(rf"{scratch}/[^/\s`'\"]+/", "", text)
+    return text.replace(f"{REPO}/", "").replace(f"{REPO.parent}/", "../")
 
 
 def write_section(name: str, title: str, body: str) -> None:
     """Print `body` and put it in docs/benchmarks.md under `title`, replacing the old section."""
     stamp = (
         f"Machine: {machine()}  \nDate: {datetime.date.today()}  \n"
-        f"Command: `python {' '.join([_from_repo(sys.argv[0]), *sys.argv[1:]])}`\n"
+        f"Command: `python {' '.join([str(Path(sys.argv[0]).resolve()), *sys.argv[1:]])}`\n"
     )
     section = f"<!-- {name} -->\n## {title}\n\n{stamp}\n{body.strip()}\n<!-- /{name} -->\n"
+    section = as_typed(section)
     print(section)
     DOC.parent.mkdir(exist_ok=True)
     text = DOC.read_text() if DOC.exists() else HEADER
