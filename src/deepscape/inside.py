@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from captum.attr import (
@@ -100,6 +101,18 @@ def load_trained(run: Run) -> Trained:
     model = module.model_for(config, data)
     load_weights(run, model)
     return Trained(run, model.float().eval(), data)
+
+
+def language_model_of(run: Run) -> Any | None:
+    """The trained language model of `run` (its lab's `language_model_for`: a model that
+    completes text), or None when its lab trains none."""
+    try:
+        module = landscape.load().lab(run.summary["lab"]).module()
+    except LookupError:
+        return None
+    if not hasattr(module, "language_model_for"):
+        return None
+    return module.language_model_for(run)
 
 
 def no_weights(run: Run) -> InspectError:

@@ -26,7 +26,7 @@ import torch
 from matplotlib import colormaps
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from deepscape.inside import Trained, conv_layers, gradient_maps, load_trained
+from deepscape.inside import Trained, conv_layers, gradient_maps, language_model_of, load_trained
 from deepscape.inside_figures import hardest
 from deepscape.runs import Run, RunStore
 
@@ -228,9 +228,13 @@ def build_app(
     run: Run | str, *, store: RunStore | None = None, trained: Trained | None = None
 ) -> gr.Blocks:
     """The page for a finished vision run (an id, or a Run; `trained`: its model, if loaded
-    already). Raises RunNotFound, InspectError."""
+    already), or the text page of a language model's run. Raises RunNotFound, InspectError."""
     if isinstance(run, str):
         run = (store or RunStore()).get(run)
+    if trained is None and (language_model := language_model_of(run)) is not None:
+        from deepscape.serve_text import build_text_app
+
+        return build_text_app(run, language_model)
     predictor = Predictor(trained or load_trained(run))
     classes = predictor.trained.classes
     summary = run.summary

@@ -11,7 +11,7 @@ from deepscape.cli.common import app
 
 # Imported in the order their commands appear in `deepscape --help`.
 # isort: off
-from deepscape.cli import labs, runs, experiments, inside  # noqa: F401
+from deepscape.cli import labs, runs, experiments, inside, text  # noqa: F401
 # isort: on
 
 __all__ = ["app"]
