@@ -96,8 +96,13 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_deepscape_has_no_import_cycle():
-    cycle = find_cycle(import_graph(PACKAGE))
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    return import_graph(PACKAGE)
+
+
+def test_deepscape_has_no_import_cycle(graph):
+    cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " → ".join(cycle or [])
 
 
@@ -114,17 +119,16 @@ def test_the_check_finds_a_cycle_even_through_a_deferred_import(tmp_path):
     assert find_cycle(graph) in (["pkg.a", "pkg.b", "pkg.a"], ["pkg.b", "pkg.a", "pkg.b"])
 
 
-def test_cli_commands_import_only_the_shared_module():
-    graph = import_graph(PACKAGE)
+def test_cli_commands_import_only_the_shared_module(graph):
     for name in graph:
         if name.startswith("deepscape.cli.") and name != "deepscape.cli.common":
             cli_imports = {m for m in graph[name] if m.startswith("deepscape.cli")}
             assert cli_imports <= {"deepscape.cli.common"}, name
 
 
-def test_tracking_is_a_leaf():
+def test_tracking_is_a_leaf(graph):
     """W&B logging imports only the run store it logs: sweeps build on it, not it on them."""
-    assert import_graph(PACKAGE)["deepscape.tracking"] <= {"deepscape.runs"}
+    assert graph["deepscape.tracking"] <= {"deepscape.runs"}
 
 
 @pytest.mark.slow
