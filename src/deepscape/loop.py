@@ -56,12 +56,14 @@ class Loop:
         self,
         run: Run,
         *,
-        total_steps: int,
+        total_steps: int | None,
         state: dict[str, Stateful],
         checkpoint_every: float = 10.0,
         show_progress: bool | None = None,
         advice: str = "lower the learning rate",
     ):
+        # total_steps None: a loop that ends on its own (a time budget) counts without a total;
+        # it sets total_steps once it knows its last evaluation, which then takes a checkpoint
         self.run, self.total_steps, self.state = run, total_steps, state
         self.checkpoint_every, self.advice = checkpoint_every, advice
         self.show_progress = run.show_progress if show_progress is None else show_progress
@@ -102,19 +104,23 @@ class Loop:
             at = f"step {self.step}" + (f" {where}" if where else "")
             raise TrainingDiverged(f"the loss became {loss} at {at}: {self.advice}")
 
-    def log_step(self, record: dict[str, Any]) -> None:
-        """Record one finished step (in memory until the next checkpoint) and count it."""
-        self.run.log(record)
+    def log_step(self, record: dict[str, Any] | None) -> None:
+        """Count one finished step and record it (in memory until the next checkpoint); a loop
+        that records only every n-th step passes None for the others."""
+        if record is not None:
+            self.run.log(record)
         self.step += 1
         self._progress.update(self._bar, advance=1)
 
     def evaluated(self, record: dict[str, Any], description: str = "") -> None:
-        """Record an evaluation (with the training time so far); checkpoint when it is due."""
-        self.run.log({**record, "seconds": time.perf_counter() - self._clock})
+        """Record an evaluation (with the training time so far, unless the record brings its own:
+        a time-budgeted loop's); checkpoint when it is due."""
+        seconds = record.get("seconds", time.perf_counter() - self._clock)
+        self.run.log({**record, "seconds": seconds})
         if description:
             self._progress.update(self._bar, description=description)
         due = time.monotonic() - self._last_checkpoint >= self.checkpoint_every
-        if due or self.step >= self.total_steps:
+        if due or (self.total_steps is not None and self.step >= self.total_steps):
             self.checkpoint()
             self._last_checkpoint = time.monotonic()
 
@@ -129,7 +135,9 @@ class Loop:
         tmp = self.run.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, self.run.checkpoint_path)
-        write_atomic(self.run.dir / "progress.txt", f"{self.step}/{self.total_steps} steps\n")
+        write_atomic(
+            self.run.dir / "progress.txt", f"{self.step}/{self.total_steps or '?'} steps\n"
+        )
 
     def resume(self) -> int:
         """Load the run's checkpoint if it has one; returns the steps it had done."""
