@@ -21,6 +21,7 @@ from deepscape.data.corpus import (
 )
 from deepscape.data.text import word_tokenizer
 from deepscape.lab import run_lab
+from deepscape.loop import Loop
 from deepscape.models.word_vectors import (
     NoiseSampler,
     SkipGram,
@@ -30,6 +31,7 @@ from deepscape.models.word_vectors import (
     similarity_rho,
     unit_rows,
 )
+from deepscape.runs import Run
 
 LAB = "language/101/word-meaning"
 
@@ -229,3 +231,49 @@ def test_a_short_run_of_the_lab(store):
     epochs = run.history("epoch")
     assert epochs and all("val_loss" in e and "wordsim353" in e for e in epochs)
     assert run.history("step")
+
+
+def test_an_interrupted_run_resumes_with_what_is_left_of_its_budget(store, monkeypatch):
+    """Ctrl-C right after the first checkpoint (after pass 0): the resumed run takes back the
+    weights, Adam, the generator and the counters, spends what is left of its 3 s and keeps one
+    history. The loop stops on the wall clock, so its steps cannot match an uninterrupted run's."""
+    overrides = ["seconds=3", "epochs=1", "checkpoint_every=0", "glove=false", "threads=1",
+                 "neighbours=police", "analogies=king-man+woman"]  # fmt: skip
+    checkpoint = Loop.checkpoint
+
+    def checkpoint_then_ctrl_c(self):
+        checkpoint(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Loop, "checkpoint", checkpoint_then_ctrl_c)
+    started: list[Run] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_lab(LAB, overrides, store=store, show_progress=False, on_start=started.append)
+    (run,) = started
+    assert run.status == "interrupted"
+    (first,) = Run(run.dir).history("epoch")
+    before = Run(run.dir).history("step")
+    saved = torch.load(run.checkpoint_path, weights_only=True)
+    assert saved["steps_done"] == first["step"] and saved["counters"]["epoch"] == 1
+    assert saved["counters"]["seconds"] == pytest.approx(first["seconds"], abs=1e-3)
+    assert first["seconds"] < 3 and "optimizer" in saved
+    monkeypatch.setattr(Loop, "checkpoint", checkpoint)
+
+    resumed = run_lab(LAB, [], store=store, resume=run.id, show_progress=False)
+    assert resumed.status == "finished"
+    epochs, steps = resumed.history("epoch"), resumed.history("step")
+    assert epochs[0] == first and steps[: len(before)] == before  # what was done stays as it was
+    assert [e["epoch"] for e in epochs] == list(range(len(epochs))) and len(epochs) > 1
+    # the step count goes on from the checkpoint: every 10th step recorded once, none missing
+    assert epochs[1]["step"] > first["step"]
+    assert [s["step"] for s in steps] == list(range(0, epochs[-1]["step"], 10))
+    # the clock goes on too: the budget counts the seconds before the interruption, the LR keeps
+    # decaying, and the weights come back trained (a fresh model's loss is 6·ln 2 ≈ 4.2)
+    after = steps[len(before)]
+    assert [e["seconds"] for e in epochs] == sorted(e["seconds"] for e in epochs)
+    assert after["seconds"] > first["seconds"] and after["lr"] < before[-1]["lr"]
+    assert after["loss"] < steps[0]["loss"] - 0.5
+    metrics = resumed.summary["metrics"]
+    assert metrics["train_seconds"] == pytest.approx(epochs[-1]["seconds"], abs=1e-3)
+    assert metrics["train_seconds"] >= 3
+    assert metrics["epochs"] == pytest.approx(epochs[-1]["passes"], abs=1e-3)

@@ -47,7 +47,7 @@ from typing import Any, Literal
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from rich.progress import BarColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from safetensors.torch import save_file
 
 from deepscape import figures
@@ -60,6 +60,7 @@ from deepscape.data.corpus import (
     wordsim353,
 )
 from deepscape.data.text import save_tokenizer, word_tokenizer
+from deepscape.loop import Loop
 from deepscape.models.glove import WordVectors, load_glove
 from deepscape.models.word_vectors import (
     NoiseSampler,
@@ -104,6 +105,9 @@ class Config:
     lr: float = option(0.0, "starting LR, decaying linearly to ~0 (0: 0.01 adam, 0.025 sgd)")
     batch_size: int = option(4096, "(centre, context) pairs per step")
     share_negatives: int = option(10, "pairs that share one draw of noise words (1: word2vec's)")
+    checkpoint_every: float = option(
+        10.0, "seconds between checkpoints, taken after a pass (0: after every pass)"
+    )
     # what to look at
     neighbours: str = option("man,three,police,government", "words to show the neighbours of")
     analogies: str = option("king-man+woman,men-man+woman", "a-b+c questions, comma-separated")
@@ -146,7 +150,8 @@ def run(config: Config, run: Run) -> dict[str, Any]:
                 "held_out_words": len(val_ids), "vocabulary": len(words)},
     )  # fmt: skip
 
-    # 2. The peer: gensim's word2vec (C code, `threads` workers) on the very same words.
+    # 2. The peer: gensim's word2vec (C code, `threads` workers) on the very same words. A resumed
+    # run trains it again, for its vectors; our budget stays the one its checkpoint keeps.
     gensim_vectors, gensim_seconds = train_gensim(config, ids, documents, vocabulary, threads, run)
 
     # 3. Ours, for the same wall-clock time.
@@ -254,8 +259,11 @@ def train_gensim(
         def on_epoch_end(self, _model: Word2Vec) -> None:
             progress.advance(task)
 
-    with progress_bar(run) as progress:
-        task = progress.add_task("gensim word2vec", total=config.epochs, info="passes")
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("passes"), disable=not run.show_progress,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("gensim word2vec", total=config.epochs)
         started = time.perf_counter()
         model.train(sentences, total_examples=len(sentences), epochs=config.epochs,
                     callbacks=[Tick()])  # fmt: skip
@@ -263,74 +271,98 @@ def train_gensim(
     return WordVectors(words=list(model.wv.index_to_key), vectors=model.wv.vectors), seconds
 
 
-def progress_bar(run: Run) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(),
-        TextColumn("{task.completed:.1f}/{task.total:.1f} {task.fields[info]}"),
-        disable=not run.show_progress,
-    )  # fmt: skip
-
-
 # -- 3. ours ---------------------------------------------------------------------------------------
+@dataclass
+class Counters:
+    """What a checkpoint keeps of our loop besides weights and optimiser: the budget (a resumed
+    run keeps the one it started with), the seconds spent of it, the passes made, the number of
+    the next pass, and the generator that draws pairs and noise (the next pass draws what it
+    would have drawn without the interruption)."""
+
+    budget: float
+    generator: torch.Generator
+    seconds: float = 0.0
+    passes: float = 0.0
+    epoch: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"budget": self.budget, "seconds": self.seconds, "passes": self.passes,
+                "epoch": self.epoch, "generator": self.generator.get_state()}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.budget, self.seconds = state["budget"], state["seconds"]
+        self.passes, self.epoch = state["passes"], state["epoch"]
+        self.generator.set_state(state["generator"])
+
+
 def train(
     model: SkipGram, config: Config, run: Run, stream: tuple[torch.Tensor, torch.Tensor],
     held_out: tuple[torch.Tensor, torch.Tensor], counts: torch.Tensor, budget: float, scorer,
 ) -> tuple[float, float]:  # fmt: skip
     """Skip-gram for `budget` seconds of training (evaluation between passes not counted), the
-    LR decaying linearly with the time spent. Returns the seconds and the passes made."""
+    LR decaying linearly with the time spent. Returns the seconds and the passes made. Records,
+    checkpoints after a pass, resume and the progress bar are the core's `Loop`'s."""
     generator = torch.Generator().manual_seed(config.seed)
     keep, noise = keep_probability(counts, config.sample), NoiseSampler(counts)
     start_lr = config.lr or (0.01 if config.optimizer == "sparse-adam" else 0.025)
     adam = torch.optim.SparseAdam(model.parameters()) if config.optimizer == "sparse-adam" else None
     share = max(1, config.share_negatives)
     batch = max(share, config.batch_size // share * share)
+    # drawn before the loop takes back a checkpoint's generator: a resumed run validates on the
+    # same pairs
     val = pairs_for(*held_out, config, keep, generator, limit=50_000)
     val_noise = noise((len(val[0]) // share, config.negatives), generator)
     ids, documents = stream
-    spent, passes, step, epoch = 0.0, 0.0, 0, 0
-    with progress_bar(run) as progress:
-        task = progress.add_task("skip-gram (ours)", total=budget, info="s")
-        while spent < budget:
+    done = Counters(budget, generator)
+    state = {"model": model, "counters": done} | ({"optimizer": adam} if adam else {})
+    # the budget, not a number of steps, ends the loop: it has no total until its last pass
+    with Loop(run, total_steps=None, state=state, checkpoint_every=config.checkpoint_every,
+              advice=f"lower lr (now {start_lr:g})") as loop:  # fmt: skip
+        while done.seconds < done.budget:
             started, losses = time.perf_counter(), []
             for chunk in range(0, len(ids), CHUNK):  # a pass, a chunk of the stream at a time
-                if spent + time.perf_counter() - started >= budget and step > 0:
+                if done.seconds + time.perf_counter() - started >= done.budget and losses:
                     break
                 part = slice(chunk, chunk + CHUNK)
                 centre, context = pairs_for(ids[part], documents[part], config, keep, generator)
                 for start in range(0, len(centre), batch):
-                    clock = spent + time.perf_counter() - started
-                    if clock >= budget and step > 0:
+                    clock = done.seconds + time.perf_counter() - started
+                    if clock >= done.budget and losses:  # a pass started makes one step at least
                         break
-                    lr = start_lr * (1 - (1 - MIN_LR) * min(clock / budget, 1.0))
+                    lr = start_lr * (1 - (1 - MIN_LR) * min(clock / done.budget, 1.0))
                     c, x = centre[start : start + batch], context[start : start + batch]
                     loss = model(c, x, noise((len(c) // share, config.negatives), generator))
                     loss.sum().backward()
+                    losses.append(loss.mean().item())
+                    loop.check(losses[-1], f"(pass {done.epoch + 1})")
                     if adam:
                         adam.param_groups[0]["lr"] = lr
                         adam.step()
                         adam.zero_grad()
                     else:
                         sparse_sgd_step(model, lr)
-                    losses.append(loss.mean().item())
-                    passes += len(c) / len(centre) * len(ids[part]) / len(ids)
-                    step += 1
-                    if step % 10 == 0:
-                        run.log({"kind": "step", "step": step, "epoch": epoch, "loss": losses[-1],
-                                 "lr": lr, "seconds": round(clock, 3)})  # fmt: skip
-                        progress.update(task, completed=min(clock, budget))
-            spent += time.perf_counter() - started
-            if not losses:
-                if step == 0:
+                    done.passes += len(c) / len(centre) * len(ids[part]) / len(ids)
+                    # every step counts (the bar, resume); every 10th is recorded
+                    loop.log_step({"kind": "step", "step": loop.step, "epoch": done.epoch,
+                                   "loss": losses[-1], "lr": lr, "seconds": round(clock, 3)}
+                                  if loop.step % 10 == 0 else None)  # fmt: skip
+            done.seconds += time.perf_counter() - started
+            if not losses:  # no pairs in a whole pass
+                if loop.step == 0:
                     raise DataUnavailable("the corpus is too short to pair words with contexts")
                 break
+            if done.seconds >= done.budget:
+                loop.total_steps = loop.step  # the last pass: its evaluation takes a checkpoint
             with torch.no_grad():
                 val_loss = model(*val, val_noise).mean().item() if len(val[0]) else float("nan")
-            run.log({"kind": "epoch", "epoch": epoch, "step": step, "passes": round(passes, 3),
-                     "train_loss": float(np.mean(losses)), "val_loss": val_loss,
-                     "wordsim353": scorer(), "seconds": round(spent, 3)})  # fmt: skip
-            run.commit_history()
-            epoch += 1
-    return spent, passes
+            record = {"kind": "epoch", "epoch": done.epoch, "step": loop.step,
+                      "passes": round(done.passes, 3), "train_loss": float(np.mean(losses)),
+                      "val_loss": val_loss, "wordsim353": scorer(),
+                      "seconds": round(done.seconds, 3)}  # fmt: skip
+            done.epoch += 1  # before the checkpoint: a resumed run goes on with the next pass
+            loop.evaluated(record, f"skip-gram (ours): {done.seconds:.1f}/{done.budget:.1f} s, "
+                                   f"WordSim ρ {record['wordsim353']:.2f}")  # fmt: skip
+    return done.seconds, done.passes
 
 
 def pairs_for(
