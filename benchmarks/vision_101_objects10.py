@@ -30,11 +30,11 @@ from _report import table, write_section
 from deepscape.config import apply_overrides
 from deepscape.data import get_dataset
 from deepscape.data.augment import photo_augmentation
+from deepscape.devices import resolve_precision
 from deepscape.lab import run_lab
 from deepscape.labs.vision import l101_objects10
 from deepscape.optim import Lookahead, make_optimizer, make_schedule
 from deepscape.runs import RunStore
-from deepscape.train import resolve_precision
 
 LAB = "vision/101/objects10"
 CIFAR_SETTINGS = [  # the speed-run recipe of the lab's docstring

@@ -9,7 +9,8 @@ import torch
 
 from deepscape.config import ConfigError
 from deepscape.lab import run_lab
-from deepscape.labs.language.l101_transfer import Config, parse_sizes, task_for
+from deepscape.labs.language.l101_transfer import Config, task_for
+from deepscape.learning_curve import parse_sizes
 from deepscape.models import language
 from deepscape.models.language import (
     SentenceEncoder,
@@ -66,10 +67,10 @@ def test_bad_model_names_offline_give_one_line_errors_with_both_routes():
 
 
 def test_sizes_are_clipped_to_the_training_split_and_checked():
-    assert parse_sizes("50,200,1000,0", 120) == [50, 120]
-    assert parse_sizes("all,50", 6920) == [50, 6920]
+    assert parse_sizes("50,200,1000,0", 120, unit="sentences") == [50, 120]
+    assert parse_sizes("all,50", 6920, unit="sentences") == [50, 6920]
     with pytest.raises(ConfigError, match="'lots' is not a number of sentences ≥ 10, or 0"):
-        parse_sizes("50,lots", 120)
+        parse_sizes("50,lots", 120, unit="sentences")
 
 
 def test_the_question_and_descriptions_can_be_the_learners_own():

@@ -12,7 +12,8 @@ from deepscape.config import ConfigError
 from deepscape.data.objects import FASHION_DEBIAN_DIR
 from deepscape.inside import load_trained
 from deepscape.lab import run_lab
-from deepscape.labs.vision.l101_transfer import Config, labelled_splits, parse_sizes
+from deepscape.labs.vision.l101_transfer import Config, labelled_splits
+from deepscape.learning_curve import parse_sizes
 from deepscape.runs import RunStore
 
 TRANSFER = "vision/101/transfer"
@@ -46,9 +47,9 @@ def test_every_arm_sees_the_same_labelled_validation_and_test_images():
 
 
 def test_sizes_are_checked_with_the_fix():
-    assert parse_sizes("500,100,all", 55000) == [100, 500, 55000]
-    with pytest.raises(ConfigError, match="'lots' is not a number of images in 10–55000 or all"):
-        parse_sizes("100,lots", 55000)
+    assert parse_sizes("500,100,all", 55000, unit="images") == [100, 500, 55000]
+    with pytest.raises(ConfigError, match="'lots' is not a number of images ≥ 10, or 0 or all"):
+        parse_sizes("100,lots", 55000, unit="images")
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,15 @@
 """Tensors worth computing once: a pretrained model's vectors of a dataset, an LLM's scores.
 
 They live in the run store's `cache/<kind>/` folder as safetensors files named by a key that
-says what they are (model, dataset, split, size), so every run in the store — every arm of a
-learning curve — finds them there instead of computing them again.
+says what they are (`cache_key`: model, dataset, split, size), so every run in the store — every
+arm of a learning curve — finds them there instead of computing them again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections.abc import Callable
 
 import torch
@@ -15,6 +17,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from deepscape.runs import Run
+
+
+def cache_key(model: str, dataset: str, split: str, size: int, *identity: str) -> str:
+    """`model-dataset-splitSIZE`, and a hash of `identity` where the size alone cannot tell two
+    subsets of a split apart (the sentences themselves, the question asked, the precision)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "--", model)  # a hub name's "/" may not be in a file name
+    key = f"{slug}-{dataset}-{split}{size}"
+    if identity:
+        key += "-" + hashlib.sha1("\n".join(identity).encode()).hexdigest()[:10]
+    return key
 
 
 def cached(run: Run, kind: str, key: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:

@@ -35,28 +35,30 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import math
 import os
-import re
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
-from matplotlib.ticker import PercentFormatter
 from rich.console import Console
 from safetensors.torch import save_model
-from torch import nn
 
-from deepscape import figures
-from deepscape.cache import cached
+from deepscape.cache import cache_key, cached
 from deepscape.config import ConfigError, TrainConfig, option
 from deepscape.data import Splits, TextSplit, get_dataset
+from deepscape.devices import device_and_precision
 from deepscape.labs.language import l101_sentence_cnn
+from deepscape.learning_curve import (
+    Curve,
+    Level,
+    curve_figure,
+    curve_metrics,
+    gain_at,
+    parse_sizes,
+    run_points,
+)
 from deepscape.models.language import (
     EncoderClassifier,
     SentenceEncoder,
@@ -65,14 +67,12 @@ from deepscape.models.language import (
     similarity_scores,
     zero_shot_scores,
 )
-from deepscape.probe import accuracy, choose_logistic
+from deepscape.probe import Probe, accuracy, fit_probe
 from deepscape.runs import Run
-from deepscape.sweep import inherited, stage
 from deepscape.tasks import Classification, classify
-from deepscape.train import Trainer, resolve_precision
+from deepscape.train import Trainer
 
 TRANSFER = "language/101/transfer"
-METHODS = ("scratch", "probe", "finetune")
 L2_STRENGTHS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)  # unit-length vectors want weaker pulls than images'
 CONTENT_FREE = ("N/A", "", "[MASK]")  # inputs with no sentiment, no topic: the LLM's own lean
 
@@ -125,7 +125,7 @@ def run(config: Config, run: Run) -> dict[str, Any]:
 # -- the lesson: three arms along the number of labels, and two without labels --------------------
 def learning_curve(config: Config, run: Run) -> dict[str, Any]:
     data = get_dataset(config.dataset, config.data_dir)
-    sizes = parse_sizes(config.sizes, len(data.train))
+    sizes = parse_sizes(config.sizes, len(data.train), unit="sentences")
     run.update_summary(data={"name": data.name, "source": data.source, **data.sizes})
     # the encoder's vectors of every split, once, before the arms (which find them cached)
     encoder = load_encoder(config.encoder)
@@ -136,114 +136,41 @@ def learning_curve(config: Config, run: Run) -> dict[str, Any]:
 
     # every arm inherits this run's options (a sweep runs seed 0: the arms compare); the prompt
     # and descriptions are the zero-shot's alone (and may hold commas)
-    base = inherited(
-        config, {"method", "labelled", "sizes", "jobs", "seed", "question", "descriptions"}
-    )
-    labelled = ",".join(str(n) for n in sizes)
-    runs = stage(
-        run,
-        "arms",
-        TRANSFER,
-        Config,
-        [*base, f"method={','.join(METHODS)}", f"labelled={labelled}"],
-        jobs=config.jobs,
-    )
-    accuracy_of: dict[str, dict[int, float]] = {method: {} for method in METHODS}
-    for arm in runs:
-        if arm.status == "finished":
-            n = arm.summary["data"]["train"]
-            accuracy_of[arm.config["method"]][n] = arm.summary["metrics"]["test_accuracy"]
-
+    own = {"question", "descriptions"}
+    curve = run_points(run, TRANSFER, config, sizes, own=own, jobs=config.jobs)
     general = zero_shot(config, run)
-    plot_curve(run, accuracy_of, general, data, config)
-    metrics: dict[str, Any] = {
-        f"{method}_{n}": value for method in METHODS for n, value in accuracy_of[method].items()
-    }
-    metrics |= general
+    plot_curve(run, curve, general, data, config)
+    metrics: dict[str, Any] = curve_metrics(curve) | general
     pretrained = {
-        n: max(accuracy_of["probe"].get(n, 0.0), accuracy_of["finetune"].get(n, 0.0))
-        for n in accuracy_of["probe"].keys() | accuracy_of["finetune"].keys()
+        n: max(curve["probe"].get(n, 0.0), curve["finetune"].get(n, 0.0))
+        for n in curve["probe"].keys() | curve["finetune"].keys()
     }
-    at = max((n for n in pretrained if n <= 200 and n in accuracy_of["scratch"]), default=None)
-    if at is not None:
-        metrics["pretrained_gain_at_200"] = pretrained[at] - accuracy_of["scratch"][at]
-        metrics["compared_at"] = at
+    if gain := gain_at(pretrained, curve["scratch"], most=200):
+        metrics["pretrained_gain_at_200"] = gain["gain"]
+        metrics["compared_at"] = gain["compared_at"]
     return metrics
 
 
-def parse_sizes(text: str, available: int) -> list[int]:
-    """Labelled sentences along the curve: numbers (0 or 'all': the whole split), clipped to the
-    `available` training sentences, each used once."""
-    sizes = []
-    for item in text.split(","):
-        item = item.strip()
-        n = 0 if item == "all" else int(item) if item.isdigit() else -1
-        if n == 0:
-            n = available
-        if n < 10:
-            raise ConfigError(f"sizes: '{item}' is not a number of sentences ≥ 10, or 0 for all")
-        sizes.append(min(n, available))
-    return sorted(set(sizes))
-
-
 def plot_curve(
-    run: Run,
-    accuracy_of: dict[str, dict[int, float]],
-    general: dict[str, float],
-    data: Splits,
-    config: Config,
+    run: Run, curve: Curve, general: dict[str, float], data: Splits, config: Config
 ) -> None:
-    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    """The three arms against the labels, and across them what needs no labels at all."""
+    levels = []
+    if (llm := general.get("zero_shot_llm")) is not None:
+        calibrated = general["zero_shot_llm_calibrated"]
+        label = f"{config.llm} asked, no labels: {llm:.0%} (calibrated {calibrated:.0%})"
+        levels.append(Level(llm, label, color="tab:red", linestyle="--"))
+    if (similarity := general.get("zero_shot_similarity")) is not None:
+        label = f"{config.encoder} similarity to label descriptions: {similarity:.0%}"
+        levels.append(Level(similarity, label, color="tab:purple", linestyle="-."))
+    levels.append(Level(1 / len(data.classes), "chance"))
     labels = {
         "scratch": f"sentence CNN from scratch ({config.scratch_embeddings} word vectors)",
         "probe": f"linear probe on frozen {config.encoder}",
         "finetune": f"{config.encoder} fine-tuned from the probe",
     }
-    below = {"scratch": True, "probe": True, "finetune": False}
-    for method, by_size in accuracy_of.items():
-        sizes = sorted(by_size)
-        ax.plot(sizes, [by_size[n] for n in sizes], "o-", label=labels[method])
-        for n in sizes:
-            offset = (0, -13) if below[method] else (0, 7)
-            ax.annotate(
-                f"{by_size[n]:.0%}",
-                (n, by_size[n]),
-                textcoords="offset points",
-                xytext=offset,
-                ha="center",
-                fontsize=8,
-            )
-    llm = general.get("zero_shot_llm")
-    if llm is not None:
-        calibrated = general["zero_shot_llm_calibrated"]
-        ax.axhline(
-            llm,
-            color="tab:red",
-            linestyle="--",
-            label=f"{config.llm} asked, no labels: {llm:.0%} (calibrated {calibrated:.0%})",
-        )
-    similarity = general.get("zero_shot_similarity")
-    if similarity is not None:
-        ax.axhline(
-            similarity,
-            color="tab:purple",
-            linestyle="-.",
-            label=f"{config.encoder} similarity to label descriptions: {similarity:.0%}",
-        )
-    ax.axhline(1 / len(data.classes), color="grey", linestyle=":", linewidth=1, label="chance")
-    sizes = sorted({n for by_size in accuracy_of.values() for n in by_size})
-    ax.set_xscale("log")
-    if sizes:
-        ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
-    ax.xaxis.set_minor_locator(plt.NullLocator())
-    ax.margins(y=0.12)
-    ax.set_xlabel("labelled training sentences (log scale)")
-    ax.set_ylabel("test accuracy")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    ax.set_title(f"What pretraining is worth on {data.name}: accuracy vs labels")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, fontsize=8)
-    figures.save(fig, run.figure_path("transfer_curve"))
+    title = f"What pretraining is worth on {data.name}: accuracy vs labels"
+    curve_figure(run, curve, labels, title=title, unit="sentences", levels=levels)
 
 
 # -- one arm: one method at one number of labels --------------------------------------------------
@@ -332,14 +259,6 @@ def encoder_splits(data: Splits, encoder: SentenceEncoder) -> Splits:
     )
 
 
-@dataclass
-class Probe:
-    head: nn.Linear
-    l2: float  # the L2 strength chosen on validation
-    test_accuracy: float
-    test_loss: float
-
-
 def linear_probe(encoder: SentenceEncoder, data: Splits, config: Config, run: Run) -> Probe:
     """Logistic regression on the frozen encoder's vectors, its L2 strength chosen on validation.
     The vectors of the whole training split are cached: an arm takes the rows of its sentences."""
@@ -347,48 +266,34 @@ def linear_probe(encoder: SentenceEncoder, data: Splits, config: Config, run: Ru
     everything = embeddings(encoder, train_all, config, run, split="train")
     row = {text: i for i, text in enumerate(train_all.texts)}
     train_x = everything[[row[text] for text in data.train.texts]]
-    val_x = embeddings(encoder, data.validation, config, run, split="validation")
-    head, l2 = choose_logistic(
-        train_x,
-        data.train.targets,
-        val_x,
-        data.validation.targets,
+    return fit_probe(
+        (train_x, data.train.targets),
+        (embeddings(encoder, data.validation, config, run, split="validation"),
+         data.validation.targets),
+        (embeddings(encoder, data.test, config, run, split="test"), data.test.targets),
         strengths=L2_STRENGTHS,
         num_classes=len(data.classes),
-    )
-    test_logits = head(embeddings(encoder, data.test, config, run, split="test")).detach()
-    return Probe(
-        head=head,
-        l2=l2,
-        test_accuracy=accuracy(test_logits, data.test.targets),
-        test_loss=float(F.cross_entropy(test_logits, data.test.targets)),
-    )
+    )  # fmt: skip
 
 
 # -- the cache: vectors and scores per (model, dataset, split) in the run store -------------------
-def cache_key(model: str, data_name: str, split: str, texts: Sequence[str], *extra: str) -> str:
-    """`model-dataset-split-count-hash`: the hash of the sentences (and of `extra`, e.g. the
-    question) tells apart subsets of one split, and changed files."""
-    digest = hashlib.sha1("\n".join([*extra, *texts]).encode()).hexdigest()[:10]
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "--", model)
-    return f"{slug}-{data_name}-{split}{len(texts)}-{digest}"
-
-
 def embeddings(
     encoder: SentenceEncoder, sentences: TextSplit, config: Config, run: Run, *, split: str
 ) -> torch.Tensor:
     """The encoder's vectors of `sentences` ("n d"), from the cache or computed (with a progress
-    bar: ~100 sentences/s on one core, ~200 in bfloat16)."""
-    bf16 = precision(config) == "bf16"
+    bar: ~100 sentences/s on one core, ~200 in bfloat16). The key hashes the sentences: it tells
+    subsets of a split apart, and changed files."""
+    device, precision = device_and_precision(config)
     key = cache_key(
-        encoder.name, run_data_name(config), split, sentences.texts, "bf16" if bf16 else "fp32"
-    )
+        encoder.name, run_data_name(config), split, len(sentences.texts), precision,
+        *sentences.texts,
+    )  # fmt: skip
 
     def compute() -> torch.Tensor:
-        encoder.to(device_of(config))
+        encoder.to(device)
         return encoder.embed(
             sentences.texts,
-            autocast=bf16,
+            autocast=precision == "bf16",
             progress=run.show_progress,
             description=f"{encoder.name}: {split} sentences",
         )
@@ -398,15 +303,6 @@ def embeddings(
 
 def run_data_name(config: Config) -> str:
     return config.dataset if config.data_dir is None else f"{config.dataset}-files"
-
-
-def precision(config: Config) -> str:
-    return resolve_precision(config.precision, gpu=device_of(config).type == "cuda")
-
-
-def device_of(config: Config) -> torch.device:
-    gpu = config.device != "cpu" and torch.cuda.is_available()
-    return torch.device("cuda" if gpu else "cpu")
 
 
 # -- no labels at all: ask an LLM, or compare with label descriptions -----------------------------
@@ -471,19 +367,14 @@ def zero_shot(config: Config, run: Run) -> dict[str, Any]:
 
     with reading(f"reading {config.llm} (a GGUF file takes ~20 s)", run.show_progress):
         llm = load_llm(config.llm)
-    bf16 = precision(config) == "bf16"
+    _, precision = device_and_precision(config)
     ask = functools.partial(
-        zero_shot_scores, llm, labels=classes, question=task.question, autocast=bf16
+        zero_shot_scores, llm, labels=classes, question=task.question, autocast=precision == "bf16"
     )
     key = cache_key(
-        llm.name,
-        run_data_name(config),
-        "test",
-        test.texts,
-        task.question,
-        *classes,
-        "bf16" if bf16 else "fp32",
-    )
+        llm.name, run_data_name(config), "test", len(test.texts), task.question, *classes,
+        precision, *test.texts,
+    )  # fmt: skip
     scores = cached(
         run,
         "llm-scores",

@@ -27,29 +27,30 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
-from matplotlib.ticker import PercentFormatter
 from rich.progress import track
 from safetensors.torch import save_model
 from torch import nn
 
-from deepscape import figures
-from deepscape.cache import cached
-from deepscape.config import ConfigError, TrainConfig, option
+from deepscape.cache import cache_key, cached
+from deepscape.config import TrainConfig, option
 from deepscape.data import Splits, TensorSplit, get_dataset
 from deepscape.data.augment import photo_augmentation
 from deepscape.labs.vision import l101_objects10
+from deepscape.learning_curve import (
+    curve_figure,
+    curve_metrics,
+    gain_at,
+    parse_sizes,
+    run_points,
+)
 from deepscape.models.pretrained import PretrainedClassifier, load_backbone
-from deepscape.probe import accuracy, choose_logistic
+from deepscape.probe import Probe, fit_probe
 from deepscape.runs import Run
-from deepscape.sweep import inherited, stage
 from deepscape.tasks import Classification, classify, inputs_only
 from deepscape.train import Trainer
 
 TRANSFER = "vision/101/transfer"
-METHODS = ("scratch", "probe", "finetune")
 
 
 @dataclass
@@ -57,7 +58,7 @@ class Config(TrainConfig):
     # data
     dataset: Literal["fashion-mnist", "cifar10"] = option("fashion-mnist", "which 10 objects")
     data_dir: str | None = option(None, "local copy: IDX files, or train/<class>/ test/<class>/")
-    sizes: str = option("100,500,1000,2000", "labelled images along the curve ('all': the split)")
+    sizes: str = option("100,500,1000,2000", "labelled images along the curve (0 or all: all)")
     validation_images: int = option(250, "validation images every arm is watched on")
     test_images: int = option(0, "test images every arm is judged on (0: the whole test split)")
     # what to run
@@ -90,73 +91,21 @@ def run(config: Config, run: Run) -> dict[str, Any]:
 # -- the lesson: three arms along the number of labels --------------------------------------------
 def learning_curve(config: Config, run: Run) -> dict[str, Any]:
     data = get_dataset(config.dataset, config.data_dir)
-    sizes = parse_sizes(config.sizes, len(data.train))
+    sizes = parse_sizes(config.sizes, len(data.train), unit="images")
     # every arm inherits this run's options (a sweep runs seed 0: the arms compare)
-    base = inherited(config, {"method", "labelled", "sizes", "jobs", "seed"})
-    labelled = ",".join(str(n) for n in sizes)
-    runs = stage(
-        run,
-        "arms",
-        TRANSFER,
-        Config,
-        [*base, f"method={','.join(METHODS)}", f"labelled={labelled}"],
-        jobs=config.jobs,
-    )
-    accuracy: dict[str, dict[int, float]] = {method: {} for method in METHODS}
-    for arm in runs:
-        if arm.status == "finished":
-            accuracy[arm.config["method"]][arm.summary["data"]["train"]] = arm.summary["metrics"][
-                "test_accuracy"
-            ]
-    plot_curve(run, accuracy, data, config)
-    at = max((n for n in accuracy["finetune"] if n <= 1000), default=None)
-    metrics: dict[str, Any] = {
-        f"{method}_{n}": value for method in METHODS for n, value in accuracy[method].items()
-    }
-    if at is not None and at in accuracy["scratch"]:
-        metrics["finetune_gain_at_1000"] = accuracy["finetune"][at] - accuracy["scratch"][at]
-        metrics["compared_at"] = at
-    return metrics
-
-
-def parse_sizes(text: str, available: int) -> list[int]:
-    sizes = []
-    for item in text.split(","):
-        item = item.strip()
-        n = available if item == "all" else int(item) if item.isdigit() else -1
-        if not 10 <= n <= available:
-            raise ConfigError(f"sizes: '{item}' is not a number of images in 10–{available} or all")
-        sizes.append(n)
-    return sorted(set(sizes))
-
-
-def plot_curve(run: Run, accuracy: dict[str, dict[int, float]], data: Splits, config: Config):
-    fig, ax = plt.subplots(figsize=(7, 5))
+    curve = run_points(run, TRANSFER, config, sizes, jobs=config.jobs)
     labels = {
         "scratch": "CNN from scratch (objects10's)",
         "probe": f"linear probe on frozen {config.backbone}",
         "finetune": f"{config.backbone} fine-tuned from the probe",
     }
-    below = {"scratch": True, "probe": True, "finetune": False}  # fine-tuning's labels above
-    for method, by_size in accuracy.items():
-        sizes = sorted(by_size)
-        ax.plot(sizes, [by_size[n] for n in sizes], "o-", label=labels[method])
-        for n in sizes:
-            offset = (0, -13) if below[method] else (0, 7)
-            ax.annotate(f"{by_size[n]:.0%}", (n, by_size[n]), textcoords="offset points",
-                        xytext=offset, ha="center", fontsize=8)  # fmt: skip
-    sizes = sorted({n for by_size in accuracy.values() for n in by_size})
-    ax.set_xscale("log")
-    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
-    ax.xaxis.set_minor_locator(plt.NullLocator())
-    ax.margins(y=0.12)
-    ax.set_xlabel("labelled training images (log scale)")
-    ax.set_ylabel("test accuracy")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_title(f"What pretraining is worth on {data.name}: accuracy vs labels")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
-    figures.save(fig, run.figure_path("transfer_curve"))
+    title = f"What pretraining is worth on {data.name}: accuracy vs labels"
+    curve_figure(run, curve, labels, title=title, unit="images")
+    metrics: dict[str, Any] = curve_metrics(curve)
+    if gain := gain_at(curve["finetune"], curve["scratch"], most=1000):
+        metrics["finetune_gain_at_1000"] = gain["gain"]
+        metrics["compared_at"] = gain["compared_at"]
+    return metrics
 
 
 # -- one arm: one method at one number of labels --------------------------------------------------
@@ -219,35 +168,22 @@ def model_for(config: Config, data: Splits) -> nn.Module:
     )
 
 
-@dataclass
-class Probe:
-    head: nn.Linear
-    l2: float  # the L2 strength chosen on validation
-    test_accuracy: float
-    test_loss: float
-
-
 def linear_probe(model: PretrainedClassifier, data: Splits, run: Run, trainer: Trainer) -> Probe:
     """A linear classifier on the frozen backbone's features: multinomial logistic regression by
     L-BFGS, its L2 strength chosen on the validation images. Validation and test features are
     the same for every arm and size, so they are computed once and kept in the run store."""
     config: Config = trainer.config  # type: ignore[assignment]
-    key = f"{config.backbone}-{config.image_size}px-{data.name}"
 
     def split_features(name: str, split: TensorSplit) -> torch.Tensor:
-        what = f"{name} features"
-        return cached(run, "features", f"{key}-{name}{len(split)}",
-                      lambda: features(model, split.inputs, trainer, what=what))  # fmt: skip
+        key = cache_key(f"{config.backbone}-{config.image_size}px", data.name, name, len(split))
+        compute = functools.partial(features, model, split.inputs, trainer, what=f"{name} features")
+        return cached(run, "features", key, compute)
 
     train_x = features(model, data.train.inputs, trainer, what="train features")
-    val_x = split_features("validation", data.validation)
-    head, l2 = choose_logistic(train_x, data.train.targets, val_x, data.validation.targets)
-    test_logits = head(split_features("test", data.test)).detach()
-    return Probe(
-        head=head,
-        l2=l2,
-        test_accuracy=accuracy(test_logits, data.test.targets),
-        test_loss=float(F.cross_entropy(test_logits, data.test.targets)),
+    return fit_probe(
+        (train_x, data.train.targets),
+        (split_features("validation", data.validation), data.validation.targets),
+        (split_features("test", data.test), data.test.targets),
     )
 
 
