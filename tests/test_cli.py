@@ -19,8 +19,8 @@ from deepscape.cli import app
 from deepscape.cli import common as cli_common
 from deepscape.config import apply_overrides
 from deepscape.labs.vision.l101_digits import Config
-from deepscape.runs import Run, RunStore
 from deepscape.loop import Loop
+from deepscape.runs import Run, RunStore
 
 DEEPSCAPE = Path(sys.executable).parent / "deepscape"  # this venv's console script
 DIGITS = "vision/101/digits"

@@ -164,16 +164,16 @@ def test_an_interrupted_run_of_a_sweep_is_resumed_from_its_checkpoint(store):
     plan = sweep.spec.plan()
     # a run of place 0 that was interrupted after its first checkpoint
     from deepscape.lab import run_lab
+    from deepscape.loop import Loop
     from deepscape.sweep import overrides_for
-    from deepscape.train import Trainer
 
-    checkpoint = Trainer.checkpoint
+    checkpoint = Loop.checkpoint
 
-    def interrupt(self, *args):
-        checkpoint(self, *args)
+    def interrupt(self):
+        checkpoint(self)
         raise KeyboardInterrupt
 
-    Trainer.checkpoint = interrupt
+    Loop.checkpoint = interrupt
     try:
         with pytest.raises(KeyboardInterrupt):
             run_lab(
@@ -185,7 +185,7 @@ def test_an_interrupted_run_of_a_sweep_is_resumed_from_its_checkpoint(store):
                 notify=lambda m: None,
             )
     finally:
-        Trainer.checkpoint = checkpoint
+        Loop.checkpoint = checkpoint
     (interrupted,) = store.list()
     assert interrupted.status == "interrupted"
     run_sweep(sweep, store)

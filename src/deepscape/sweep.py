@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepscape import exit_quickly
+from deepscape import exit_quickly, metrics
 from deepscape.config import ConfigError, closest, format_value, parse_value
 from deepscape.runs import Run, RunStore, write_atomic
 from deepscape.tracking import PROJECT, logged_in
@@ -325,9 +325,10 @@ def _count(progress: SweepProgress, run: Run, target: Any) -> None:
     elif summary["status"] == "finished":
         progress.done += 1
         value = summary.get("metrics", {}).get(target.metric)
-        if value is not None:
-            better = max if target.op == ">=" else min
-            progress.best = value if progress.best is None else better(progress.best, value)
+        if value is not None and (
+            progress.best is None or metrics.better(target.metric, value, progress.best)
+        ):
+            progress.best = value
 
 
 def _run_one(
@@ -420,7 +421,10 @@ def sweep_config(spec: SweepSpec, target: Any) -> dict[str, Any]:
     config = {
         "name": f"deepscape {spec.lab}",
         "method": "random" if spec.random else "grid",
-        "metric": {"name": target.metric, "goal": "maximize" if target.op == ">=" else "minimize"},
+        "metric": {
+            "name": target.metric,
+            "goal": "maximize" if metrics.get(target.metric).higher_is_better else "minimize",
+        },
         "parameters": parameters,
         # each agent runs: deepscape run LAB --wandb key=value … (our own override syntax)
         "command": ["deepscape", "run", spec.lab, "--wandb", "${args_no_hyphens}"],
