@@ -393,9 +393,11 @@ def _finish(process: subprocess.Popen, log: Path, timeout: float = 240) -> tuple
 
 
 def _epochs_done(home: Path) -> int:
+    """Epochs checkpointed, from progress.txt's "steps done/steps"."""
     for progress in home.glob("*/progress.txt"):
         try:
-            return int(progress.read_text().split("/")[0])
+            done, total = progress.read_text().split()[0].split("/")
+            return int(done) * EPOCHS // int(total)
         except (OSError, ValueError):
             return 0
     return 0

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import untimed
 
-from deepscape.config import TrainConfig, apply_overrides
+from deepscape.config import ConfigError, TrainConfig, apply_overrides
 from deepscape.lab import run_lab
 from deepscape.labs.vision.l101_digits import Config
 from deepscape.loop import Loop
@@ -341,7 +341,7 @@ def test_device_cuda_without_a_gpu_is_refused(store):
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible here")
     run = store.create(DIGITS, {})
-    with pytest.raises(RuntimeError, match="device=cuda but no GPU is visible to PyTorch"):
+    with pytest.raises(ConfigError, match="device=cuda but no GPU is visible to PyTorch"):
         Trainer(Config(device="cuda", threads=1), run, task=Classification(10), progress=False)
 
 

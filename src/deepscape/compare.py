@@ -148,7 +148,10 @@ def metric_vs_parameters_figure(
         groups: dict[Any, list[float]] = defaultdict(list)
         for row in result.rows:
             if result.metric in row:
-                groups[row[key]].append(row[result.metric])
+                value = row[key]  # a tuple option comes back from config.json as a list
+                groups[tuple(value) if isinstance(value, list) else value].append(
+                    row[result.metric]
+                )
         xs = sorted(groups, key=lambda v: (isinstance(v, str), v))
         means = [statistics.mean(groups[x]) for x in xs]
         spread = [statistics.stdev(groups[x]) if len(groups[x]) > 1 else 0.0 for x in xs]

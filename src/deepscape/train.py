@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepscape.config import TrainConfig
 from deepscape.data import whole_batch
+from deepscape.devices import device_and_precision
 from deepscape.loop import CorruptCheckpoint, Loop, TrainingDiverged
 from deepscape.optim import Lookahead, base_lr, make_optimizer, make_schedule
 from deepscape.runs import Run
@@ -48,7 +49,6 @@ __all__ = [
     "Trainer",
     "TrainingDiverged",
     "UpdateWatcher",
-    "resolve_precision",
 ]
 
 PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
@@ -70,12 +70,9 @@ class Trainer:
         # next run in the same process (a notebook, a benchmark, a sweep) may want another, so the
         # per-run state is reset; the process group (PartialState) is kept.
         AcceleratorState._reset_state(reset_partial_state=False)
-        gpu = config.device != "cpu" and torch.cuda.is_available()
-        if config.device == "cuda" and not gpu:
-            raise RuntimeError("device=cuda but no GPU is visible to PyTorch: use device=auto")
-        self.precision = resolve_precision(config.precision, gpu=gpu)
+        device, self.precision = device_and_precision(config)
         self.accelerator = Accelerator(
-            cpu=config.device == "cpu", mixed_precision=PRECISION[self.precision]
+            cpu=device.type == "cpu", mixed_precision=PRECISION[self.precision]
         )
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -305,14 +302,3 @@ class UpdateWatcher:
         sizes = torch._foreach_norm(self.before)
         values = (torch.stack(deltas) / (torch.stack(sizes) + 1e-12)).tolist()
         return dict(zip(self.names, values, strict=True))
-
-
-def resolve_precision(precision: str, *, gpu: bool) -> str:
-    """`auto` → bf16 where the hardware computes it natively (a recent GPU; a CPU with AVX512-BF16
-    or AMX, where it is ~2× faster than fp32), else fp32; any other choice is kept."""
-    if precision != "auto":
-        return precision
-    if gpu:
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return "bf16" if native else "fp32"
