@@ -113,13 +113,11 @@ class CausalSelfAttention(nn.Module):
 
     def heads(self, x: Tensor, rope: Rope | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Queries "b n_head t d", keys and values "b n_kv_head t d" of x "b t c" (RoPE'd)."""
-        sizes = [self.n_head * self.head_dim, *[self.n_kv_head * self.head_dim] * 2]
-        q, k, v = (
-            rearrange(part, "b t (h d) -> b h t d", d=self.head_dim)
-            for part in self.c_attn(x).split(sizes, dim=-1)
-        )
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        qkv = rearrange(self.c_attn(x), "b t (h d) -> b h t d", d=self.head_dim)
+        qk, v = qkv.split([self.n_head + self.n_kv_head, self.n_kv_head], dim=1)
+        if rope is not None:  # queries and keys turn alike: one rotation for both
+            qk = apply_rope(qk, *rope)
+        q, k = qk.split([self.n_head, self.n_kv_head], dim=1)
         return q, k, v
 
     def forward(
