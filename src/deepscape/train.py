@@ -36,6 +36,7 @@ from safetensors.torch import save_model
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from deepscape import metrics
 from deepscape.config import TrainConfig
 from deepscape.data import whole_batch
 from deepscape.devices import device_and_precision
@@ -74,6 +75,11 @@ class Trainer:
         self.accelerator = Accelerator(
             cpu=device.type == "cpu", mixed_precision=PRECISION[self.precision]
         )
+        # made once (and their library imported here, not on the training clock), reset for
+        # every evaluation
+        self.metrics = {"loss": metrics.get("loss").make(), **task.metrics()}
+        for name, metric in self.metrics.items():
+            self.metrics[name] = metric.to(self.accelerator.device)
 
     # -- the loop ---------------------------------------------------------------------------------
     def fit(
@@ -235,13 +241,12 @@ class Trainer:
     ) -> dict[str, float]:
         """The task's loss and metrics of `model` on `data`, streamed batch by batch; `batches`
         > 0 estimates them from that many batches (nanoGPT's `estimate_loss`)."""
-        metrics = {"loss": _mean(), **self.task.metrics()}
-        for name, metric in metrics.items():
-            metrics[name] = metric.to(self.accelerator.device)
+        for metric in self.metrics.values():
+            metric.reset()
         for outputs, batch, loss in self.predict(model, data, batches=batches, collate=collate):
-            metrics["loss"].update(loss, self.task.size(batch))
-            self.task.update(metrics, outputs, batch)
-        return {name: float(metric.compute()) for name, metric in metrics.items()}
+            self.metrics["loss"].update(loss, self.task.size(batch))
+            self.task.update(self.metrics, outputs, batch)
+        return {name: float(metric.compute()) for name, metric in self.metrics.items()}
 
     @torch.inference_mode()
     def predict(
@@ -274,12 +279,6 @@ class Trainer:
             shuffle=shuffle,
             collate_fn=collate or whole_batch,
         )
-
-
-def _mean() -> Any:
-    from deepscape import metrics
-
-    return metrics.get("loss").make()
 
 
 class UpdateWatcher:
