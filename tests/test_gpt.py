@@ -114,6 +114,17 @@ def test_attention_maps_are_each_heads_causal_softmax():
     assert torch.allclose(maps[0], scores.softmax(-1), atol=1e-6)
 
 
+def test_column_major_weights_change_no_output():
+    model, idx = tiny("llama"), torch.randint(0, 50, (2, 7))
+    with torch.no_grad():
+        before = model(idx)[0]
+        model.column_major_()
+        after = model(idx)[0]
+    assert torch.allclose(after, before, atol=1e-6)
+    assert model.lm_head.weight is model.wte.weight and model.lm_head.weight.shape == (50, 32)
+    assert not model.blocks[0].mlp.c_fc.weight.is_contiguous()
+
+
 def test_config_and_parameter_counts():
     with pytest.raises(ValueError, match="n_kv_head"):
         GPTConfig(n_embd=32, n_head=4, n_kv_head=3)

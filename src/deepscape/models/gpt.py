@@ -273,6 +273,18 @@ class GPT(nn.Module):
         total = sum(p.numel() for p in self.parameters())
         return total if embeddings or self.wpe is None else total - self.wpe.weight.numel()
 
+    @torch.no_grad()
+    def column_major_(self) -> GPT:
+        """Every weight matrix stored column by column, in place: the same shapes, values and
+        outputs, read faster one token at a time. Decoding is matrix × vector products, and on a
+        2-core EPYC MKL's product reads an "in out" matrix ~20 % faster than nn.Linear's "out in"
+        (measured: benchmarks/generation.py). For a model that is only run: safetensors saves
+        contiguous tensors only."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):  # .data: a tied weight stays one parameter
+                module.weight.data = module.weight.data.t().contiguous().t()
+        return self
+
     def new_cache(self, max_length: int | None = None) -> KVCache:
         return KVCache(n_layer=self.config.n_layer, max_length=max_length or self.config.block_size)
 
