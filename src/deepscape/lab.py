@@ -142,8 +142,7 @@ def _reopen(
         raise ConfigError(f"run {run.id} is {run.status}: only an interrupted run can be resumed")
     if overrides:
         raise ConfigError("a resumed run keeps its config: drop the key=value overrides")
-    known = {f.name for f in dataclasses.fields(config_type)}
-    config = config_type(**{k: v for k, v in run.config.items() if k in known})
+    config = run.config_as(config_type)
     run.update_summary(status="running", process=current_process(), resume_with=None)
     return run, config, float(summary.get("wall_seconds") or 0.0)
 

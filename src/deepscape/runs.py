@@ -74,9 +74,16 @@ class Run:
         return json.loads((self.dir / "config.json").read_text())
 
     def config_as(self, config_type: type) -> Any:
-        """The saved config as `config_type` (a lab's Config), keys it no longer has left out."""
-        known = {f.name for f in fields(config_type)}
-        return config_type(**{k: v for k, v in self.config.items() if k in known})
+        """The saved config as `config_type` (a lab's Config), keys it no longer has left out;
+        a tuple option, which JSON keeps as a list, is a tuple again."""
+        known = {f.name: f for f in fields(config_type)}
+        return config_type(
+            **{
+                k: tuple(v) if isinstance(known[k].default, tuple) else v
+                for k, v in self.config.items()
+                if k in known
+            }
+        )
 
     @property
     def summary(self) -> dict[str, Any]:
