@@ -43,6 +43,8 @@ class CausalLM(Protocol):
 
 
 class OurGPT:
+    """Our `GPT` as a `CausalLM`: its forward pass returns (logits, loss)."""
+
     def __init__(self, model: GPT):
         self.model = model
 
