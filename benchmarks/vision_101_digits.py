@@ -305,7 +305,8 @@ def part_c(store: RunStore) -> str:
         "Seconds per training (median of 3 alternating pairs); both loops train the same model on"
         " the same batches with the same optimizer and schedule and report train and validation"
         " loss and accuracy every epoch. The Trainer also records the LR, the gradient norm and"
-        " per-layer update ratios every step, goes through Accelerate, and takes checkpoints.\n\n"
+        " per-layer update ratios every 10 steps (`update_ratio_every`), goes through Accelerate,"
+        " and takes checkpoints.\n\n"
         + table(
             ["setting", "steps", "bare loop s", "Trainer s", "bare ms/step", "Trainer / bare"], rows
         )
