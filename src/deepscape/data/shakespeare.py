@@ -125,7 +125,7 @@ def _tiny_from_hub() -> str:
         offline = " (HF_HUB_OFFLINE=1 is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise DataUnavailable(
             f"tiny-shakespeare could not be fetched from the Hugging Face hub{offline}: pass "
-            f"data_dir=FOLDER holding its input.txt, or use corpus=shakespeare "
+            f"data_dir=FOLDER holding its input.txt, or use dataset=shakespeare (offline) "
             f"({type(error).__name__})"
         ) from error
     # The hub cuts input.txt into train/validation/test (90/5/5 %) in this order: joined back,
