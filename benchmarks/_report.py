@@ -12,6 +12,7 @@ import datetime
 import os
 import platform
 import re
+import shlex
 import statistics
 import sys
 import tempfile
@@ -64,7 +65,7 @@ def write_section(name: str, title: str, body: str) -> None:
     """Print `body` and put it in docs/benchmarks.md under `title`, replacing the old section."""
     stamp = (
         f"Machine: {machine()}  \nDate: {datetime.date.today()}  \n"
-        f"Command: `python {' '.join([str(Path(sys.argv[0]).resolve()), *sys.argv[1:]])}`\n"
+        f"Command: `python {shlex.join([str(Path(sys.argv[0]).resolve()), *sys.argv[1:]])}`\n"
     )
     section = f"<!-- {name} -->\n## {title}\n\n{stamp}\n{body.strip()}\n<!-- /{name} -->\n"
     section = as_typed(section)

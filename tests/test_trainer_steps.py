@@ -191,3 +191,11 @@ def test_a_labs_own_loop_gets_records_checkpoints_resume_and_the_divergence_chec
         torch.testing.assert_close(again.weight, weights.weight)
         with pytest.raises(TrainingDiverged, match="the loss became nan at step 2: lower the"):
             loop.check(float("nan"))
+
+
+def test_the_gradient_norm_is_recorded_every_step_only_when_clipping(tmp_path):
+    config = dataclasses.replace(PLAIN, max_steps=3, diagnostics_every=10)
+    plain = fit(tmp_path, config, name="plain").history("step")
+    clipped = fit(tmp_path, dataclasses.replace(config, grad_clip=10.0), name="clipped")
+    assert ["grad_norm" in s for s in plain] == [True, False, False]  # step 0 is diagnosed
+    assert all(s["grad_norm"] > 0 for s in clipped.history("step"))  # computed anyway

@@ -74,8 +74,10 @@ class TrainConfig:
     )
     grad_clip: float = option(0.0, "scale gradients down to this global norm (0: never)")
     grad_accum: int = option(1, "micro-batches whose gradients add up to one step")
-    update_ratio_every: int = option(
-        10, "steps between measurements of each layer's update size (a copy of every weight)"
+    diagnostics_every: int = option(
+        10,
+        "steps between measurements of the gradient norm and of each layer's update size"
+        " (a copy of every weight)",
     )
     checkpoint_every: float = option(
         10.0, "seconds between checkpoints, taken after evaluations (0: at every evaluation)"

@@ -153,11 +153,13 @@ def optimization(run: Run, *, title: str = "") -> Path:
     fig, (ax_lr, ax_grad, ax_ratio) = plt.subplots(1, 3, figsize=(15, 4))
     ax_lr.plot(x, [s["lr"] for s in steps], color=TRAIN)
     ax_lr.set(xlabel="step", ylabel="learning rate", title="Learning-rate schedule")
-    ax_grad.plot(x, [s["grad_norm"] for s in steps], color=TRAIN, lw=0.8)
+    measured = [s for s in steps if "grad_norm" in s]  # every diagnostics_every steps
+    ax_grad.plot([s["step"] for s in measured], [s["grad_norm"] for s in measured], color=TRAIN,
+                 lw=0.8)  # fmt: skip
     ax_grad.set(
         xlabel="step", ylabel="‖∇loss‖ (all parameters)", yscale="log", title="Gradient norm"
     )
-    watched = [s for s in steps if "update_ratio" in s]  # measured every update_ratio_every steps
+    watched = [s for s in steps if "update_ratio" in s]  # every diagnostics_every steps
     names = list(watched[0]["update_ratio"]) if watched else []
     prefix = os.path.commonprefix(names) if len(names) > 1 else ""  # noqa: RUF071
     prefix = prefix[: prefix.rfind(".") + 1]  # cut at a dot: "1.features.0" → "features.0"

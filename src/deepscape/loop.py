@@ -110,7 +110,8 @@ class Loop:
         if record is not None:
             self.run.log(record)
         self.step += 1
-        self._progress.update(self._bar, advance=1)
+        if self.show_progress:  # a hidden bar's update still takes its lock and the clock
+            self._progress.update(self._bar, advance=1)
 
     def evaluated(self, record: dict[str, Any], description: str = "") -> None:
         """Record an evaluation (with the training time so far, unless the record brings its own:
