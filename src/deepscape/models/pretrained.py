@@ -16,9 +16,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import statistics
 import tempfile
-import time
 from functools import cache
 from pathlib import Path
 
@@ -266,19 +264,6 @@ class PretrainedClassifier(nn.Module):
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
         return self
-
-
-@torch.inference_mode()
-def latency_ms(model: nn.Module, inputs: torch.Tensor, *, runs: int = 20) -> float:
-    """Median milliseconds of `model(inputs)` over `runs` calls, after one untimed call (the
-    first allocates memory and picks kernels)."""
-    model(inputs)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model(inputs)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 # -- the 1000 classes -----------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from rich.table import Table
 
 from deepscape import figures
 from deepscape.config import ConfigError, closest, option
+from deepscape.costs import latency_ms
 from deepscape.data import Splits, TensorSplit
 from deepscape.data.imagenet import (
     ImageFiles,
@@ -58,7 +59,6 @@ from deepscape.models.pretrained import (
     PretrainedClassifier,
     PretrainedUnavailable,
     imagenet_classes,
-    latency_ms,
     load_backbone,
 )
 from deepscape.runs import Run, write_atomic
