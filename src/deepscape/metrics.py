@@ -264,5 +264,8 @@ for _name, _higher, _format, _description in [
     ("cost_ratio_to_large_model", False, "{:.2f}", "cost relative to the large model"),
     ("rl_test_accuracy_gain", True, "{:+.2%}", "test accuracy gained by reinforcement learning"),
     ("tool_gain", True, "{:+.2%}", "accuracy gained by giving the model tools"),
+    ("memory_prediction_error", False, "{:.1%}", "worst error of predicted vs measured memory"),
+    ("hand_backward_weight_difference", False, "{:.1e}", "largest weight difference from autograd"),
+    ("model_flops_utilisation", True, "{:.1%}", "a model's FLOP/s as a share of the matmul peak"),
 ]:
     register(_name, higher_is_better=_higher, format=_format, description=_description)
