@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["flops_by_module", "forward_flops", "latency_ms", "parameters"]
+__all__ = [
+    "TrainingMemory",
+    "flops_by_module",
+    "forward_flops",
+    "latency_ms",
+    "matmul_peak_flops",
+    "parameters",
+    "training_step_memory",
+]
 
 
 def parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
@@ -79,3 +90,76 @@ def latency_ms(
     finally:
         model.train(was_training)
     return 1000 * statistics.median(times)
+
+
+# -- memory ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainingMemory:
+    """Bytes one training step holds, by kind, as the profiler's memory records classify them."""
+
+    parameters: int
+    gradients: int  # of the parameters, after backward
+    optimizer_state: int  # momentum, Adam's moments, step counts
+    activations: int  # what the forward pass leaves for backward, when backward starts
+    peak: int  # everything live at the step's fullest moment (temporaries included)
+
+
+def _memory_rows(run: Callable[[], Any], device: str) -> tuple[Any, list[list[int]], list[Any]]:
+    """Run `run` under the profiler with memory records: (its result, the timeline's rows of
+    live bytes by category, the categories of the columns)."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import Category, MemoryProfileTimeline
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device != "cpu" else [])
+    with profile(
+        activities=activities, record_shapes=True, profile_memory=True, with_stack=True
+    ) as prof:
+        result = run()
+    # private API, the one PyTorch's own memory-timeline export reads: a first unused column,
+    # then one per category in this order
+    order = [Category.PARAMETER, Category.OPTIMIZER_STATE, Category.INPUT, Category.TEMPORARY,
+             Category.ACTIVATION, Category.GRADIENT, Category.AUTOGRAD_DETAIL, None]  # fmt: skip
+    _, rows = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline(device)
+    return result, rows, [None, *order]
+
+
+def training_step_memory(
+    forward: Callable[[], Any], update: Callable[[Any], object], *, device: str = "cpu"
+) -> TrainingMemory:
+    """Measure one training step from the profiler's memory records: `forward()` (its result is
+    passed to `update`, which runs backward and the optimizer step, from gradients set to None).
+    Activations are the bytes the forward pass leaves alive; parameters, gradients and optimizer
+    state are the profiler's own classification of the update's tensors. (On a GPU,
+    `torch.cuda.max_memory_allocated` gives the peak alone; the profiler also says what it is.)"""
+    from torch.profiler._memory_profiler import Category
+
+    outputs, rows, _ = _memory_rows(forward, device)
+    activations = sum(rows[-1]) - sum(rows[0])
+    _, rows, columns = _memory_rows(lambda: update(outputs), device)
+
+    def kind(row: list[int], category: Category) -> int:
+        return row[columns.index(category)]
+
+    return TrainingMemory(
+        parameters=max(kind(row, Category.PARAMETER) for row in rows),
+        gradients=kind(rows[-1], Category.GRADIENT),
+        optimizer_state=max(kind(row, Category.OPTIMIZER_STATE) for row in rows),
+        activations=activations,
+        peak=max(sum(row) for row in rows),
+    )
+
+
+def matmul_peak_flops(
+    *, dtype: torch.dtype = torch.float32, size: int = 2048, runs: int = 5
+) -> float:
+    """This machine's measured matrix-multiplication speed, FLOP/s: the median of `runs` square
+    `size` × `size` products (2·size³ FLOPs each) through `F.linear`, the kernel a model's
+    layers call (in bf16 far faster than `a @ b` on some CPUs): a model's throughput ceiling."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    F.linear(a, b)  # warm-up: threads, kernels
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        F.linear(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -348,34 +348,48 @@ class GPT(nn.Module):
         from gguf.quants import dequantize
 
         reader = GGUFReader(path)
-        arch = reader.fields["general.architecture"].contents()
-        if arch != "llama":
-            raise ValueError(f"{path} holds a '{arch}' model; GPT.from_gguf reads llama ones")
-
-        def meta(key: str) -> int | float:
-            return reader.fields[f"llama.{key}"].contents()
-
+        config = _gguf_config(reader, path)
         tensors = {
             t.name: torch.from_numpy(dequantize(t.data, t.tensor_type).copy())
             for t in reader.tensors
         }
-        config = GPTConfig(
-            style="llama",
-            vocab_size=tensors["token_embd.weight"].shape[0],
-            block_size=int(meta("context_length")),
-            n_layer=int(meta("block_count")),
-            n_head=int(meta("attention.head_count")),
-            n_kv_head=int(meta("attention.head_count_kv")),
-            n_embd=int(meta("embedding_length")),
-            intermediate_size=int(meta("feed_forward_length")),
-            rope_theta=float(meta("rope.freq_base")),
-            norm_eps=float(meta("attention.layer_norm_rms_epsilon")),
-            bias=False,
-            tie_embeddings="output.weight" not in tensors,
-        )
         model = cls(config)
         model.load_state_dict(_from_gguf_names(tensors, config), strict=True)
         return model.eval()
+
+
+def gguf_config(path: str | Path) -> GPTConfig:
+    """The shape of a llama-style GGUF file's model, read from its metadata alone (fast: no
+    weight is de-quantized), for what depends on the shape only: memory, FLOPs."""
+    from gguf import GGUFReader
+
+    return _gguf_config(GGUFReader(path), path)
+
+
+def _gguf_config(reader: Any, path: str | Path) -> GPTConfig:
+    arch = reader.fields["general.architecture"].contents()
+    if arch != "llama":
+        raise ValueError(f"{path} holds a '{arch}' model; GPT.from_gguf reads llama ones")
+
+    def meta(key: str) -> int | float:
+        return reader.fields[f"llama.{key}"].contents()
+
+    names = {t.name: t for t in reader.tensors}
+    n_embd = int(meta("embedding_length"))
+    return GPTConfig(
+        style="llama",
+        vocab_size=int(names["token_embd.weight"].n_elements) // n_embd,
+        block_size=int(meta("context_length")),
+        n_layer=int(meta("block_count")),
+        n_head=int(meta("attention.head_count")),
+        n_kv_head=int(meta("attention.head_count_kv")),
+        n_embd=n_embd,
+        intermediate_size=int(meta("feed_forward_length")),
+        rope_theta=float(meta("rope.freq_base")),
+        norm_eps=float(meta("attention.layer_norm_rms_epsilon")),
+        bias=False,
+        tie_embeddings="output.weight" not in names,
+    )
 
 
 def _from_gguf_names(tensors: dict[str, Tensor], config: GPTConfig) -> dict[str, Tensor]:
