@@ -98,9 +98,10 @@ def curve_figure(
     title: str,
     unit: str,
     levels: Sequence[Level] = (),
+    name: str = "transfer_curve",
 ) -> Path:
     """Test accuracy against labelled examples (log scale), one line per method with its values
-    written beside the points, and `levels` across."""
+    written beside the points, and `levels` across; saved as the run's figure `name`."""
     fig, ax = plt.subplots(figsize=(7.5, 5.5))
     for method, points in curve.items():
         sizes = sorted(points)
@@ -123,4 +124,4 @@ def curve_figure(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, fontsize=8)
-    return figures.save(fig, run.figure_path("transfer_curve"))
+    return figures.save(fig, run.figure_path(name))

@@ -43,6 +43,7 @@ class GPTConfig:
     norm_eps: float = 1e-5
     tie_embeddings: bool = True  # the output layer reuses the token embedding table
     attention: Literal["sdpa", "written"] = "sdpa"
+    causal: bool = True  # False: every position sees every other (a vision transformer's encoder)
 
     def __post_init__(self) -> None:
         self.n_kv_head = self.n_kv_head or self.n_head
@@ -223,6 +224,7 @@ class Block(nn.Module):
             n_kv_head=config.n_kv_head,
             bias=config.bias,
             dropout=config.dropout,
+            causal=config.causal,
             attention=config.attention,
         )
         self.ln_2 = norm(config)
