@@ -79,7 +79,7 @@ class Config(TrainConfig):
         "vit", "vit or cnn: train one; sizes: both at every number of images in `sizes`"
     )
     sizes: str = option("1000,4000,16000,all", "training images along the curve (method=sizes)")
-    steps: int = option(1200, "optimisation steps of every arm along the curve (method=sizes)")
+    steps: int = option(800, "optimisation steps of every arm along the curve (method=sizes)")
     # the ViT
     patch_size: int = option(7, "pixels per side of a patch (must divide the image's side)")
     dim: int = option(128, "numbers per token")
