@@ -106,7 +106,8 @@ def run(config: Config, run: Run) -> dict[str, float]:
     # 4. FLOPs by formula and by counter; throughput against the matmul peak.
     peaks = {p: matmul_peak(p) for p in precisions}
     flops = [measure_flops(s, s.sizes[len(s.sizes) // 2], peaks) for s in subjects]
-    small = [measure_flops(subjects[0], size, peaks) for size in (1, 8, 64, 512)]
+    cnn = SUBJECTS["cnn"]()  # the smallest model, from one example to 512
+    small = [measure_flops(cnn, size, peaks) for size in (1, 8, 64, 512)]
     for row in [*flops, *small]:
         run.log({"kind": "flops", **row})
 
@@ -123,9 +124,8 @@ def run(config: Config, run: Run) -> dict[str, float]:
         "test_accuracy": trained["test_accuracy"],
         "memory_prediction_error": max(errors),
         "flops_formula_error": max(abs(r["formula"] / r["counted"] - 1) for r in flops),
-        "model_flops_utilisation": max(r["mfu_fp32"] for r in flops),
-        "matmul_peak_gflops_fp32": peaks["fp32"] / 1e9,
-        **({"matmul_peak_gflops_bf16": peaks["bf16"] / 1e9} if "bf16" in peaks else {}),
+        "model_flops_utilisation": max(r[f"mfu_{precisions[0]}"] for r in flops),
+        **{f"matmul_peak_gflops_{p}": peak / 1e9 for p, peak in peaks.items()},
     }
 
 
