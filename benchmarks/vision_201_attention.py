@@ -83,8 +83,8 @@ def part_cifar10(store: RunStore, archive: Path) -> str:
 def part_sizes(store: RunStore, dataset: str, archive: Path) -> str:
     with tempfile.TemporaryDirectory() as folder:
         overrides = ["method=sizes", f"dataset={dataset}"]
-        if dataset == "cifar10":
-            overrides.append(f"data_dir={unpacked(archive, folder)}")
+        if dataset == "cifar10":  # 7×7 patches do not tile 32×32 images
+            overrides += ["patch_size=4", f"data_dir={unpacked(archive, folder)}"]
         run = run_lab(LAB, overrides, store=store, show_progress=True)
     metrics, config = run.summary["metrics"], run.config
     sizes = sorted({int(key.split("_")[1]) for key in metrics if key.startswith("vit_")})
