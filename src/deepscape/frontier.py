@@ -63,15 +63,18 @@ def frontier_figure(
         front = pareto(points, cost)
         ax.plot([getattr(p, cost) for p in front], [p.accuracy for p in front], "--",
                 color="grey", lw=1, label="frontier: nothing cheaper is as accurate")  # fmt: skip
-        for reference in references:
-            ax.axvline(getattr(reference, cost), color=figures.WRONG, ls=":", lw=1.2)
-            ax.text(getattr(reference, cost), 0.02, f" {reference.name}\n {reference.note}",
-                    transform=ax.get_xaxis_transform(), rotation=90, va="bottom",
+        for i, reference in enumerate(references):  # named left of the line, staggered
+            ax.axvline(getattr(reference, cost), color=figures.WRONG, ls=":", lw=1.2,
+                       label=reference.note if reference.note and i == 0 else None)  # fmt: skip
+            ax.text(getattr(reference, cost), 0.98 - 0.5 * (i % 2), f"{reference.name} ",
+                    transform=ax.get_xaxis_transform(), rotation=90, va="top", ha="right",
                     fontsize=8, color=figures.WRONG)  # fmt: skip
         ax.set_xscale("log")
+        if references:  # room right of the last line
+            ax.set_xlim(right=2 * max(getattr(r, cost) for r in references))
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         ax.set(xlabel=COSTS[cost], ylabel="test accuracy")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     fig.suptitle(title or f"Accuracy against cost · {run.id}")
     return figures.save(fig, run.figure_path(name))

@@ -324,7 +324,8 @@ def ladder(config: Config, run: Run) -> dict[str, float]:
     run.update_summary(table=table, pretrained=references, equal_budget=f"{config.epochs} epochs")
     points = [Point(arch, m["test_accuracy"], m["flops"], m["latency_b1_ms"])
               for arch, m in table.items()]  # fmt: skip
-    shown = [Point(name, None, r["flops"], r["latency_b1_ms"], "ImageNet, 224×224: costs only")
+    note = "ImageNet models at 224×224: costs only"
+    shown = [Point(name, None, r["flops"], r["latency_b1_ms"], note)
              for name, r in references.items()]  # fmt: skip
     dataset = rungs[0].summary["data"]["name"]
     frontier_figure(run, points, references=shown,
