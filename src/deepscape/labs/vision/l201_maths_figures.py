@@ -54,7 +54,9 @@ def draw_memory(run: Run, rows: list[dict[str, Any]]) -> None:
         ax.set(xlabel="batch size", ylabel="MiB", title=model)
         ax.grid(alpha=0.3, axis="y")
     axes[0][0].legend(fontsize=7, loc="upper left")
-    fig.suptitle("Memory of one training step (fp32, AdamW): predicted by kind, measured —")
+    fig.suptitle(
+        "Memory of one training step (fp32, AdamW): predicted by kind (bars), measured (lines)"
+    )
     save(fig, run.figure_path("memory_by_batch_size"))
 
 
