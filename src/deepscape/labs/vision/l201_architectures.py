@@ -33,7 +33,7 @@ optimisation problem, not overfitting (figures/degradation.png, training error b
     deepscape run vision/201/architectures arch=degradation train_fraction=0.1 epochs=4 \
         augment=none
     deepscape run vision/201/architectures arch=vgg dataset=cifar10 data_dir=cifar10-images \
-        epochs=15 flip_average=true shift_average=true            # the best rung, ~14 minutes
+        epochs=15 flip_average=true shift_average=true            # the best rung, longer
 """
 
 from __future__ import annotations
