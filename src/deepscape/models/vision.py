@@ -23,6 +23,12 @@ class Standardize(nn.Module):
         self.register_buffer("mean", mean.reshape(1, -1, 1, 1).clone())
         self.register_buffer("std", std.reshape(1, -1, 1, 1).clone())
 
+    @classmethod
+    def of(cls, images: torch.Tensor) -> Standardize:
+        """The statistics of `images` "n c h w" (the training split), per channel."""
+        per_channel = images.transpose(0, 1).flatten(1)
+        return cls(mean=per_channel.mean(1), std=per_channel.std(1) + 1e-6)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
@@ -322,8 +328,7 @@ def build_model(
     name: str, *, images: torch.Tensor, num_classes: int, **hyperparameters: object
 ) -> nn.Sequential:
     """`Standardize` (statistics from `images`, the training split) followed by MODELS[name]."""
-    per_channel = images.transpose(0, 1).flatten(1)
-    standardize = Standardize(mean=per_channel.mean(1), std=per_channel.std(1) + 1e-6)
+    standardize = Standardize.of(images)
     in_shape = tuple(images.shape[1:])
     return nn.Sequential(
         standardize,

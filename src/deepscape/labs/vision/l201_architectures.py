@@ -263,8 +263,7 @@ def model_for(config: Config, data: Splits) -> nn.Module:
         net = mobilenet_v2(in_channels=channels, num_classes=classes)
     else:
         net = vit(config, in_channels=channels, num_classes=classes, size=size)
-    per_channel = images.transpose(0, 1).flatten(1)
-    return nn.Sequential(Standardize(mean=per_channel.mean(1), std=per_channel.std(1)), net)
+    return nn.Sequential(Standardize.of(images), net)
 
 
 def run(config: Config, run: Run) -> dict[str, float]:

@@ -175,8 +175,7 @@ def model_for(config: Config, data: Splits) -> nn.Module:
             flip_average=config.flip_average,
         )
     )
-    per_channel = images.transpose(0, 1).flatten(1)
-    return nn.Sequential(Standardize(mean=per_channel.mean(1), std=per_channel.std(1)), vit)
+    return nn.Sequential(Standardize.of(images), vit)
 
 
 def one_arm(config: Config, run: Run) -> dict[str, Any]:
