@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from deepscape.config import ConfigError, TrainConfig
 from deepscape.data import DataUnavailable, get_dataset
@@ -169,9 +171,23 @@ def test_a_residual_block_starts_as_the_identity():
     images = torch.rand(4, 3, 32, 32)
     model = ObjectsCNN(in_shape=(3, 32, 32), num_classes=10, width=16)
     block = next(m for m in model.modules() if isinstance(m, Residual))
-    x = torch.randn(2, 16, 16, 16)
+    x = torch.randn(2, 16, 16, 16).relu()  # what a block receives: the unit before it ends in ReLU
     assert torch.equal(block(x), x)
     assert model(images).abs().max() < 10  # logits of a sane size at the start
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_a_residual_branch_learns_from_its_zero_start(batch_norm):
+    """A branch that ends in a ReLU after its zeroed scale gets exactly 0 in, no gradient back,
+    and stays the identity for ever: every branch must receive a gradient on the first step."""
+    torch.manual_seed(0)
+    model = ObjectsCNN(in_shape=(3, 32, 32), num_classes=10, width=16, batch_norm=batch_norm)
+    F.cross_entropy(model(torch.rand(8, 3, 32, 32)), torch.arange(8)).backward()
+    blocks = [m for m in model.modules() if isinstance(m, Residual)]
+    assert len(blocks) == 3
+    for block in blocks:
+        zeroed = [m for m in block.body if isinstance(m, nn.BatchNorm2d | nn.Conv2d)][-1]
+        assert zeroed.weight.grad.abs().sum() > 0
 
 
 def test_flip_averaging_is_used_at_test_time_only():

@@ -113,32 +113,43 @@ class SmallCNN(nn.Module):
         return self.classify(self.dropout(self.pool(self.features(x)).flatten(1)))
 
 
-def conv_unit(c_in: int, c_out: int, *, batch_norm: bool, pool: bool = False) -> nn.Sequential:
-    """3×3 convolution, [2×2 max pool], [batch norm], ReLU. Pooling before the norm lets the norm
-    and the ReLU work on a quarter of the values for the same result."""
+def conv_unit(
+    c_in: int, c_out: int, *, batch_norm: bool, pool: bool = False, relu: bool = True
+) -> nn.Sequential:
+    """3×3 convolution, [2×2 max pool], [batch norm], [ReLU]. Pooling before the norm lets the
+    norm and the ReLU work on a quarter of the values for the same result."""
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batch_norm)]
     if pool:
         layers.append(nn.MaxPool2d(2))
-    layers += [nn.BatchNorm2d(c_out) if batch_norm else nn.Identity(), nn.ReLU()]
+    layers.append(nn.BatchNorm2d(c_out) if batch_norm else nn.Identity())
+    if relu:
+        layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 
 
 class Residual(nn.Module):
-    """x + f(x): the block learns a correction to its input, and gradients reach early layers
-    through the identity path undiminished.
+    """relu(x + f(x)): the block learns a correction to its input, and gradients reach early
+    layers through the identity path undiminished.
 
     f starts at zero (its last norm's scale, or without a norm its last convolution, is zeroed):
-    at initialisation the block is the identity, so stacking blocks does not inflate the
-    activations, and the correction grows only as far as training finds it useful."""
+    at initialisation the block is the identity on its input (a ReLU's output, ≥ 0), so stacking
+    blocks does not inflate the activations, and the correction grows only as far as training
+    finds it useful. The ReLU comes after the sum, as in He et al.: a ReLU at the end of f would
+    receive exactly 0 at the start, pass no gradient back (its slope at 0 is 0), and f would
+    never learn — so f must not end in one."""
 
-    def __init__(self, body: nn.Module):
+    def __init__(self, body: nn.Sequential):
         super().__init__()
+        if isinstance(body[-1], nn.ReLU):
+            raise ValueError("a residual body must end before its ReLU: the block applies it")
         self.body = body
         last = [m for m in body.modules() if isinstance(m, nn.BatchNorm2d | nn.Conv2d)][-1]
         nn.init.zeros_(last.weight)
+        if last.bias is not None:
+            nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        return F.relu(x + self.body(x))
 
 
 class Whitening(nn.Conv2d):
@@ -217,7 +228,7 @@ class ObjectsCNN(ViewAveraged):
             layers = [conv_unit(in_shape[0], channels, batch_norm=batch_norm)]
         for stage in range(depth):
             out = width * 2**stage
-            refine = conv_unit(out, out, batch_norm=batch_norm)
+            refine = conv_unit(out, out, batch_norm=batch_norm, relu=not residual)
             layers += [
                 conv_unit(channels, out, batch_norm=batch_norm, pool=True),
                 Residual(refine) if residual else refine,
