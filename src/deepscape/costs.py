@@ -75,18 +75,20 @@ def flops_by_module(
 def latency_ms(
     model: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor], *, runs: int = 20
 ) -> float:
-    """Median milliseconds of `model(inputs)` over `runs` calls in eval mode, after one untimed
-    call (the first allocates memory and picks kernels)."""
+    """Median milliseconds of `model(inputs)` over `runs` calls in eval mode without autograd
+    (inference: no graph is recorded), after one untimed call (the first allocates memory and
+    picks kernels)."""
     was_training = model.training
     model.eval()
     args = _inputs(inputs)
     try:
-        model(*args)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
+        with torch.inference_mode():
             model(*args)
-            times.append(time.perf_counter() - start)
+            times = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                model(*args)
+                times.append(time.perf_counter() - start)
     finally:
         model.train(was_training)
     return 1000 * statistics.median(times)
