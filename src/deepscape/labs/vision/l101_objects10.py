@@ -5,7 +5,7 @@ Fashion-MNIST, animals and vehicles in CIFAR-10 — colour images, 3 channels in
 convolutions. The levers of a modern CNN come one at a time, each a switch, so that a sweep shows
 what each one buys:
 - batch normalisation: every layer sees inputs of a steady scale, so a high LR trains;
-- residual blocks x + f(x): a block learns a correction, and gradients flow through;
+- residual blocks relu(x + f(x)): a block learns a correction, and gradients flow through;
 - random crops, mirror images and erasing (torchvision's transforms v2);
 - label smoothing: no demand for 100 % confidence on labels that are sometimes debatable;
 - bf16 forward passes, ~2× faster on CPUs with AVX512-BF16 or AMX;
@@ -63,7 +63,7 @@ class Config(TrainConfig):
     depth: int = option(3, "stages, each halving the image")
     widths: str = option("64-256-256", "channels of the fast CNN's three groups")
     batch_norm: bool = option(True, "batch normalisation after every convolution (resnet)")
-    residual: bool = option(True, "residual blocks x + f(x) (resnet)")
+    residual: bool = option(True, "residual blocks relu(x + f(x)) (resnet)")
     flip_average: bool = option(True, "average the logits of each test photo and its mirror")
     shift_average: bool = option(False, "also average over copies moved by one pixel")
     whiten: bool = option(False, "a fixed first layer that whitens 2×2 patches (resnet)")
