@@ -22,6 +22,7 @@ from deepscape.labs.vision.l201_architectures import (
     BasicBlock,
     Config,
     LeNet5,
+    ResNet,
     model_for,
 )
 from deepscape.models.pretrained import (
@@ -97,6 +98,22 @@ def test_the_residual_block_computes_what_torchvisions_does(c_in, c_out, stride)
         assert torch.allclose(ours(x), theirs(x), atol=1e-6)
     plain = BasicBlock(c_in, c_out, stride=stride, shortcut=False)
     assert plain.shortcut is None and plain(x).shape == ours(x).shape
+
+
+def test_a_narrow_resnet_trains_channels_last():
+    """width=4: the projection shortcuts see 4 channels, where PyTorch's strided 1×1 convolution
+    crashed the process in its channels-last backward on one thread (`threads=1`)."""
+    torch.manual_seed(0)
+    model = ResNet(in_channels=1, num_classes=10, depth=8, width=4, shortcuts=True)
+    model = model.to(memory_format=torch.channels_last)
+    x = torch.rand(8, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.nn.functional.cross_entropy(model(x), torch.arange(8)).backward()
+    finally:
+        torch.set_num_threads(threads)
+    assert all(p.grad is not None and p.grad.isfinite().all() for p in model.parameters())
 
 
 def test_bad_names_get_a_one_line_fix():
