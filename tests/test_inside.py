@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from deepscape import inside
 from deepscape.cli import app
+from deepscape.models.vision import ObjectsCNN
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -26,6 +27,23 @@ def test_every_method_maps_every_pixel_of_a_real_trained_model(trained, method):
     assert maps.shape == (5, *images.shape[-2:])  # "b h w", like the input
     assert torch.isfinite(maps).all() and (maps >= 0).all()
     assert (maps.flatten(1).amax(1) > 0).all()  # something matters in every image
+
+
+def test_gradcam_sees_through_a_residual_cnn_after_a_few_steps():
+    """Grad-CAM reads the last convolution, inside objects10's last residual branch: the branch
+    must learn from its zero start, or every map is blank (as the attention lab's once were)."""
+    torch.manual_seed(0)
+    model = ObjectsCNN(in_shape=(1, 28, 28), num_classes=4, width=8, flip_average=False)
+    images, targets = torch.rand(32, 1, 28, 28), torch.arange(32) % 4
+    images[targets == 1, :, :14] += 1  # classes a convolution can tell apart
+    images[targets == 2, :, :, 14:] += 1
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(5):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(images), targets).backward()
+        optimizer.step()
+    maps = inside.gradient_maps(model.eval(), images[:8], targets[:8], "gradcam")
+    assert (maps.flatten(1).amax(1) > 0).sum() >= 4
 
 
 def test_the_sanity_check_separates_trained_from_random_weights(looked_inside):
