@@ -30,7 +30,7 @@ on the CIFAR-10 copy. At that budget the ViT is still learning (its training acc
 below its validation accuracy), and the recipes tried for the same ~10 minutes did no better
 than the default's 87.9 % test: 4×4 patches (49 of them) with 6 blocks of 64, 86.4 %; batches of
 64, 87.5 %; of 32, 87.0 % (each at 1 thread beside another such run; the peak LR from 1e-3 to
-5e-3 moved 3 epochs by under a point). docs/benchmarks.md has the default's own run.
+5e-3 moved a 3-epoch run by about a point). docs/benchmarks.md has the default's own run.
 
     deepscape run vision/201/attention                              # the ViT on Fashion-MNIST
     deepscape run vision/201/attention method=sizes                 # ViT vs CNN, 1k … 55k images
