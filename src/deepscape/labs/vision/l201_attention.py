@@ -28,9 +28,10 @@ The default is the ViT on Fashion-MNIST, 7×7 patches (16 of them) and 4 blocks 
 token, 16 epochs: about 10 minutes of training on 2 CPU cores. dataset=cifar10 runs the same code
 on the CIFAR-10 copy. At that budget the ViT is still learning (its training accuracy stays
 below its validation accuracy), and the recipes tried for the same ~10 minutes did no better
-than the default's 87.9 % test: 4×4 patches (49 of them) with 6 blocks of 64, 86.4 %; batches of
-64, 87.5 %; of 32, 87.0 % (each at 1 thread beside another such run; the peak LR from 1e-3 to
-5e-3 moved a 3-epoch run by about a point). docs/benchmarks.md has the default's own run.
+than the default, 87.9 % test when run the same way (1 thread beside another such run):
+4×4 patches (49 of them) with 6 blocks of 64, 86.4 %; batches of 64, 87.5 %; of 32, 87.0 %.
+The peak LR, 1e-3 to 5e-3, moved a 3-epoch run by about a point. Alone on 2 threads the default
+reached 88.1 % (docs/benchmarks.md).
 
     deepscape run vision/201/attention                              # the ViT on Fashion-MNIST
     deepscape run vision/201/attention method=sizes                 # ViT vs CNN, 1k … 55k images
