@@ -23,6 +23,7 @@ from deepscape.labs.vision.l201_architectures import (
     Config,
     LeNet5,
     ResNet,
+    ladder_items,
     model_for,
 )
 from deepscape.models.pretrained import (
@@ -34,6 +35,7 @@ from deepscape.models.pretrained import (
     load_mobilenet_v2,
     package_file,
 )
+from deepscape.sweep import parse_spec
 
 LAB = "vision/201/architectures"
 needs_fashion = pytest.mark.skipif(
@@ -114,6 +116,13 @@ def test_a_narrow_resnet_trains_channels_last():
     finally:
         torch.set_num_threads(threads)
     assert all(p.grad is not None and p.grad.isfinite().all() for p in model.parameters())
+
+
+def test_the_ladder_sweeps_the_rungs_only():
+    """Each rung once: an inherited list option (depths=20,56) would be a second axis."""
+    spec = parse_spec(LAB, Config, ladder_items(Config()))
+    assert list(spec.params) == ["arch"]
+    assert spec.params["arch"].values == ARCHS[:5]
 
 
 def test_bad_names_get_a_one_line_fix():

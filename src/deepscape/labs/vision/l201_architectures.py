@@ -325,9 +325,14 @@ def one_rung(config: Config, run: Run) -> dict[str, float]:
 
 
 # -- the ladder: every rung at the same budget, one table, one frontier ---------------------------
+def ladder_items(config: Config) -> list[str]:
+    """The ladder's sweep: every rung, everything else as in `config`. `depths` (degradation's
+    list) stays out: its comma would make it a second axis of the sweep, each rung run twice."""
+    return [*inherited(config, {"arch", "depths", "seed"}), f"arch={','.join(LADDER)}"]
+
+
 def ladder(config: Config, run: Run) -> dict[str, float]:
-    rungs = stage(run, "ladder", LAB, Config,
-                  [*inherited(config, {"arch", "seed"}), f"arch={','.join(LADDER)}"])  # fmt: skip
+    rungs = stage(run, "ladder", LAB, Config, ladder_items(config))
     table = {r.config["arch"]: r.summary["metrics"] for r in rungs if r.status == "finished"}
     if not table:
         raise RuntimeError(f"every rung of the ladder failed: see {run.dir.parent}")
