@@ -416,7 +416,7 @@ def degradation(config: Config, run: Run) -> dict[str, float]:
     for ax in (ax_loss, ax_error):
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    fig.suptitle("Deeper plain nets train worse; the same depth with shortcuts does not")
+    fig.suptitle("Without shortcuts the deeper net barely trains; with them the same depth does")
     figures.save(fig, run.figure_path("degradation"))
     return metrics
 
