@@ -117,6 +117,15 @@ def norm_shifts(model: nn.Module) -> list[str]:
     return [f"{n}.bias" for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
 
 
+def photo_task(
+    classes: int, *, augment: str, padding: int, label_smoothing: float
+) -> Classification:
+    """Classification of photos, with the training augmentation `augment` (photo_augmentation's
+    kinds) drawn afresh for every image and epoch: this lab's task, and the labs' built on it."""
+    crops = photo_augmentation(augment, padding=padding)
+    return Classification(classes, label_smoothing=label_smoothing, augment=inputs_only(crops))
+
+
 def lr_scales_for(config: Config, model: nn.Module) -> dict[str, float]:
     """The LR multipliers of a run (`Trainer.fit(lr_scales=)`): the norms' shifts may learn
     faster than the weights, since a shift moves every value of a channel at once and, without a
@@ -133,10 +142,8 @@ def run(config: Config, run: Run) -> dict[str, float]:
     model = model_for(config, data)
 
     # 3. Training, with random crops and mirror images drawn afresh for every image and epoch.
-    augment = photo_augmentation(config.augment, padding=config.crop_padding)
-    task = Classification(
-        len(data.classes), label_smoothing=config.label_smoothing, augment=inputs_only(augment)
-    )
+    task = photo_task(len(data.classes), augment=config.augment, padding=config.crop_padding,
+                      label_smoothing=config.label_smoothing)  # fmt: skip
     trainer = Trainer(config, run, task=task)
     run.update_summary(precision=trainer.precision)
     model = trainer.fit(model, data.train, data.validation, lr_scales=lr_scales_for(config, model))

@@ -53,7 +53,6 @@ from torch import nn
 from deepscape import costs, figures
 from deepscape.config import ConfigError, TrainConfig, closest, option
 from deepscape.data import Splits, get_dataset
-from deepscape.data.augment import photo_augmentation
 from deepscape.frontier import Point, frontier_figure
 from deepscape.labs.vision import l101_objects10
 from deepscape.models.pretrained import (
@@ -66,7 +65,7 @@ from deepscape.models.pretrained import (
 from deepscape.models.vision import Standardize, build_model
 from deepscape.runs import Run
 from deepscape.sweep import inherited, stage
-from deepscape.tasks import Classification, classify, inputs_only
+from deepscape.tasks import classify
 from deepscape.train import Trainer
 
 LAB = "vision/201/architectures"
@@ -293,10 +292,9 @@ def one_rung(config: Config, run: Run) -> dict[str, float]:
     run.update_summary(data={"name": data.name, "source": data.source, **data.sizes})
     model = model_for(config, data)
 
-    augment = photo_augmentation(config.augment, padding=config.crop_padding)
-    task = Classification(
-        len(data.classes), label_smoothing=config.label_smoothing, augment=inputs_only(augment)
-    )
+    task = l101_objects10.photo_task(len(data.classes), augment=config.augment,
+                                     padding=config.crop_padding,
+                                     label_smoothing=config.label_smoothing)  # fmt: skip
     trainer = Trainer(config, run, task=task)
     run.update_summary(precision=trainer.precision, recipe=RECIPES[config.arch])
     # the norms' shifts learn 64× faster in the vgg rung's recipe (objects10's speed run)

@@ -56,17 +56,17 @@ from deepscape import figures
 from deepscape.config import TrainConfig, option
 from deepscape.costs import forward_flops, parameters
 from deepscape.data import Splits, get_dataset
-from deepscape.data.augment import photo_augmentation
 from deepscape.figures import WRONG
 from deepscape.inside import gradient_maps, load_trained
 from deepscape.inside_figures import HEAT, show_image
+from deepscape.labs.vision.l101_objects10 import photo_task
 from deepscape.learning_curve import curve_figure, curve_metrics, parse_sizes, run_points
 from deepscape.models.gpt import CausalSelfAttention, attention_weights
 from deepscape.models.vision import Standardize, build_model
 from deepscape.models.vit import ViT, ViTConfig
 from deepscape.runs import Run
 from deepscape.sweep import inherited, stage
-from deepscape.tasks import Classification, classify, inputs_only
+from deepscape.tasks import classify
 from deepscape.train import Trainer
 
 ATTENTION = "vision/201/attention"
@@ -203,11 +203,9 @@ def one_arm(config: Config, run: Run) -> dict[str, Any]:
     if config.method == "cnn":  # objects10's recipe: SGD with Nesterov momentum
         lr = 0.2 * config.batch_size / 256
         recipe = dataclasses.replace(config, optimizer="sgd", lr=lr, weight_decay=5e-4)
-    augment = photo_augmentation("crop-flip" if config.crop_padding else "none",
-                                 padding=config.crop_padding)  # fmt: skip
-    task = Classification(
-        len(data.classes), label_smoothing=config.label_smoothing, augment=inputs_only(augment)
-    )
+    crops = "crop-flip" if config.crop_padding else "none"
+    task = photo_task(len(data.classes), augment=crops, padding=config.crop_padding,
+                      label_smoothing=config.label_smoothing)  # fmt: skip
     trainer = Trainer(recipe, run, task=task)
     run.update_summary(precision=trainer.precision)
     model = trainer.fit(model, data.train, data.validation)
