@@ -19,7 +19,11 @@ from matplotlib.ticker import PercentFormatter
 from deepscape import figures
 from deepscape.runs import Run
 
-COSTS = {"flops": "FLOPs per image (log)", "latency_ms": "CPU latency at batch 1, ms (log)"}
+COSTS = {
+    "flops": "FLOPs per image (log)",
+    "latency_ms": "CPU latency at batch 1, ms (log)",
+    "size_bytes": "size on disk, bytes (log)",
+}
 
 
 @dataclass(frozen=True)
@@ -31,11 +35,12 @@ class Point:
     flops: float  # of one forward pass on one image
     latency_ms: float  # of one forward pass at batch 1
     note: str = ""  # a reference's caveat: "ImageNet, 224×224"
+    size_bytes: float = 0.0  # of the file it ships as (where measured)
 
 
 def pareto(points: Sequence[Point], cost: str) -> list[Point]:
     """The points with an accuracy that no cheaper (or equally cheap) point matches, cheapest
-    first: the frontier along `cost` ("flops" or "latency_ms")."""
+    first: the frontier along `cost` (a key of COSTS)."""
     front: list[Point] = []
     scored = [p for p in points if p.accuracy is not None]
     for point in sorted(scored, key=lambda p: (getattr(p, cost), -p.accuracy)):
@@ -51,11 +56,12 @@ def frontier_figure(
     references: Sequence[Point] = (),
     title: str = "",
     name: str = "frontier",
+    costs: Sequence[str] = ("flops", "latency_ms"),
 ) -> Path:
-    """Two panels, accuracy against FLOPs and against batch-1 latency (log axes): each point
-    named, the frontier joined by a line, and every reference a dashed line at its cost."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    for ax, cost in zip(axes, COSTS, strict=True):
+    """One panel per cost (COSTS' names; log axes), accuracy against it: each point named, the
+    frontier joined by a line, and every reference a dashed line at its cost."""
+    fig, axes = plt.subplots(1, len(costs), figsize=(6 * len(costs), 4.8), squeeze=False)
+    for ax, cost in zip(axes[0], costs, strict=True):
         for point in points:
             ax.scatter(getattr(point, cost), point.accuracy, s=40, zorder=3)
             ax.annotate(point.name, (getattr(point, cost), point.accuracy),

@@ -1,0 +1,100 @@
+"""Benchmarks of vision/201/compression; results go to docs/benchmarks.md.
+
+    python benchmarks/vision_201_compression.py                      # fashion
+    python benchmarks/vision_201_compression.py --parts cifar10      # the CIFAR-10 JPEG copy
+
+One run of the lab measures every variant the same way: test accuracy, bytes on disk, CPU
+latency at batch 1 (median of the lab's `latency_runs` calls after one warm-up call, at the run's
+thread count). Ratios are against the original measured in the same run, in the same runtime
+(PyTorch rows against the PyTorch original, onnxruntime rows against the ONNX original).
+(fashion) `deepscape run vision/201/compression` with the lab's defaults.
+(cifar10) the same on the JPEG copy of CIFAR-10 (unpacked to a temporary folder), CIFAR_SETTINGS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tarfile
+import tempfile
+from pathlib import Path
+
+from _report import table, write_section
+
+from deepscape.lab import run_lab
+from deepscape.runs import Run, RunStore
+
+LAB = "vision/201/compression"
+ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"
+CIFAR_SETTINGS = ["dataset=cifar10", "epochs=6"]
+TARGETS = [  # (what, metric, test) — the issue's four, checked against the run's metrics
+    ("90 % sparse, ≤ 1 point lost", lambda m: m["sparsity"] >= 0.9 - 1e-6
+     and m["test_accuracy_drop"] <= 0.01),
+    ("channels cut to ≤ ½ the FLOPs, ≥ 1.5× faster at batch 1, ≤ 2 points lost",
+     lambda m: m["structured_flops_share"] <= 0.5 and m["structured_speedup_b1"] >= 1.5
+     and m["structured_accuracy_drop"] <= 0.02),
+    ("int8 ≥ 3.5× smaller, ≥ 1.5× faster at batch 1, ≤ 1 point lost",
+     lambda m: m["int8_size_ratio"] >= 3.5 and m["int8_speedup_b1"] >= 1.5
+     and m["int8_accuracy_drop"] <= 0.01),
+    ("distilled student ≥ 1 point above the same student from labels",
+     lambda m: m["distillation_gain"] >= 0.01),
+]  # fmt: skip
+
+
+HEADERS = ["variant", "runtime", "test accuracy", "points", "on disk", "smaller", "latency b1",
+           "faster", "FLOPs / image"]  # fmt: skip
+
+
+def report(run: Run) -> str:
+    variants, metrics = run.summary["variants"], run.summary["metrics"]
+    peers = {"pytorch": variants["original"], "onnxruntime": variants["onnx original"]}
+    rows = []
+    for name, v in variants.items():
+        peer = peers[v["runtime"]]
+        rows.append([
+            name, v["runtime"], f"{v['test_accuracy']:.2%}",
+            f"{100 * (v['test_accuracy'] - variants['original']['test_accuracy']):+.2f}",
+            f"{v['size_bytes'] / 1024:,.0f} KiB",
+            f"{variants['original']['size_bytes'] / v['size_bytes']:.2f}×",
+            f"{v['latency_b1_ms']:.3f} ms", f"{peer['latency_b1_ms'] / v['latency_b1_ms']:.2f}×",
+            f"{v['flops'] / 1e6:.1f} M" if "flops" in v else "—",
+        ])  # fmt: skip
+    verdicts = [[what, "✓" if test(metrics) else "✗"] for what, test in TARGETS]
+    summary = run.summary
+    return (
+        f"Threads: {summary['threads']}; int8 backend {summary['backend']}; the original: run of "
+        f"vision/101/objects10 (model=cnn), {summary['wall_seconds'] / 60:.1f} minutes for the "
+        "whole compression run including it. Points: change of test accuracy against the "
+        "original; smaller and faster: ratios against the original of the same runtime.\n\n"
+        + table(HEADERS, rows)
+        + "\n\n"
+        + table(["target", "met"], verdicts)
+        + "\n"
+    )
+
+
+def part(store: RunStore, overrides: list[str]) -> str:
+    run = run_lab(LAB, overrides, store=store, show_progress=True)
+    shown = " ".join(o for o in overrides if not o.startswith("data_dir")) or "(the defaults)"
+    return f"`deepscape run {LAB}` {shown}.\n\n" + report(run)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", default=["fashion"])
+    parser.add_argument("--cifar-archive", type=Path, default=ARCHIVE)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as home:
+        store = RunStore(Path(home))
+        if "fashion" in args.parts:
+            body = part(store, [])
+            write_section("vision_201_compression_fashion", f"{LAB} on Fashion-MNIST", body)
+        if "cifar10" in args.parts:
+            with tempfile.TemporaryDirectory() as folder, tarfile.open(args.cifar_archive) as tar:
+                tar.extractall(folder, filter="data")
+                images = Path(folder) / "cifar10-images"
+                body = part(store, [*CIFAR_SETTINGS, f"data_dir={images}"])
+            write_section("vision_201_compression_cifar10", f"{LAB} on CIFAR-10", body)
+
+
+if __name__ == "__main__":
+    main()
