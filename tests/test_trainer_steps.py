@@ -199,3 +199,22 @@ def test_the_gradient_norm_is_recorded_every_step_only_when_clipping(tmp_path):
     clipped = fit(tmp_path, dataclasses.replace(config, grad_clip=10.0), name="clipped")
     assert ["grad_norm" in s for s in plain] == [True, False, False]  # step 0 is diagnosed
     assert all(s["grad_norm"] > 0 for s in clipped.history("step"))  # computed anyway
+
+
+def test_on_step_may_freeze_and_unfreeze_parameters_as_the_steps_go(tmp_path):
+    # gradual unfreezing: the first layer frozen for 3 steps, then trained; AdamW with weight
+    # decay, so a frozen weight would move if the optimizer did not skip it
+    net, seen = model(), []
+    first, start = net[0].weight, net[0].weight.detach().clone()
+    moved = []
+
+    def on_step(step: int) -> None:
+        seen.append(step)
+        moved.append(not torch.equal(first, start))
+        first.requires_grad_(step >= 3)
+
+    config = dataclasses.replace(PLAIN, max_steps=6, optimizer="adamw", weight_decay=0.1)
+    fit(tmp_path, config, net=net, on_step=on_step)
+    assert seen == list(range(6))
+    assert moved == [False, False, False, False, True, True]  # still at step 3, moved after it
+    assert not torch.equal(first, start)

@@ -248,6 +248,8 @@ register(
 for _name, _higher, _format, _description in [
     ("tuned_beats_default", True, "{}", "the tuned setting beats the default on test (1 = yes)"),
     ("finetune_gain_at_1000", True, "{:+.2%}", "fine-tuning's accuracy gain at 1,000 labels"),
+    ("lora_gap_to_full_finetune", False, "{:+.2%}", "full fine-tuning's accuracy above LoRA's"),
+    ("trainable_share", False, "{:.2%}", "share of the model's parameters that training moves"),
     ("pretrained_gain_at_200", True, "{:+.2%}", "the pretrained model's gain at 200 labels"),
     ("gap_to_published_accuracy", False, "{:.2%}", "accuracy below the published figure"),
     ("overfit_gap_closed", True, "{:.2%}", "share of the train/validation gap closed"),

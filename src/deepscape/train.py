@@ -92,11 +92,17 @@ class Trainer:
         *,
         lr_scales: dict[str, float] | None = None,
         collate: Callable[[list[Any]], Any] | None = None,
+        on_step: Callable[[int], None] | None = None,
     ) -> nn.Module:
         """Train `model`; returns it trained (and saves its weights in the run). `lr_scales`
         multiplies the LR of parameters by name prefix (a pretrained backbone learns slower);
         frozen parameters (requires_grad=False) stay as they are. `collate` makes a batch of a
-        per-item dataset's items (splits that return whole batches need none)."""
+        per-item dataset's items (splits that return whole batches need none). `on_step(step)`
+        is called before each step's first forward pass, and may freeze or unfreeze parameters
+        (gradual unfreezing): the optimizer holds those trainable when `fit` starts and skips
+        any without a gradient. It must depend on the step alone, so that a resumed run does
+        what the uninterrupted one did (one process: DistributedDataParallel fixes the trainable
+        set when it wraps the model)."""
         cfg, acc, task = self.config, self.accelerator, self.task
         if cfg.grad_accum < 1:
             raise ValueError(f"grad_accum={cfg.grad_accum}: give 1 or more micro-batches a step")
@@ -135,6 +141,8 @@ class Trainer:
             model.train()  # once, and again after each evaluation: it walks every module
             while loop.step < total_steps:
                 step, epoch = loop.step, loop.step // steps_per_epoch
+                if on_step is not None:
+                    on_step(step)
                 watch = step % cfg.diagnostics_every == 0
                 # the wrapped optimizer's own: Accelerate's wrapper inspects its signature on
                 # every call, and we accumulate gradients ourselves

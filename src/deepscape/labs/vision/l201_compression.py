@@ -169,12 +169,14 @@ def run(config: Config, run: Run) -> dict[str, Any]:
         )
 
     # 4. distillation: the same small student, from labels and from the original
-    from_labels = bench.train_student(None)
-    distilled = bench.train_student(trained.model)
+    from_labels = bench.weigh("student, from labels", bench.train_student(None),
+                              size=pruning.save_dense)  # fmt: skip
+    student = bench.train_student(trained.model)
+    distilled = bench.weigh("student, distilled", student, size=pruning.save_dense)
 
     # 5. deployment: ONNX in onnxruntime
     onnx = {name: bench.weigh_onnx(name, model) for name, model in (
-        ("original", trained.model), ("channel-pruned", slim))}  # fmt: skip
+        ("original", trained.model), ("channel-pruned", slim), ("student", student))}  # fmt: skip
     onnx_int8 = bench.weigh_onnx_int8(onnx["original"]["path"], calibration)
 
     table = bench.table
@@ -331,7 +333,7 @@ class Bench:
     def fine_tune(self, model: nn.Module, epochs: float, what: str) -> None:
         self.train(model, epochs=epochs, lr=self.config.finetune_lr, what=f"fine-tuning {what}")
 
-    def train_student(self, teacher: nn.Module | None) -> dict[str, Any]:
+    def train_student(self, teacher: nn.Module | None) -> nn.Module:
         """A fresh narrow CNN, the original's depth, trained for `epochs` from labels or taught."""
         torch.manual_seed(self.config.seed)
         student = build_model("cnn", images=self.data.train.inputs,
@@ -340,7 +342,7 @@ class Bench:
         name = "student, from labels" if teacher is None else "student, distilled"
         self.train(student, epochs=self.config.epochs, lr=self.config.lr, what=name,
                    teacher=teacher)  # fmt: skip
-        return self.weigh(name, student, size=pruning.save_dense)
+        return student
 
     def train(
         self, model: nn.Module, *, epochs: float, lr: float, what: str,
