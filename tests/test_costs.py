@@ -1,9 +1,17 @@
 """deepscape.costs: parameters, FLOPs and latency of a model in hand."""
 
+import time
+
 import torch
 from torch import nn
 
-from deepscape.costs import flops_by_module, forward_flops, latency_ms, parameters
+from deepscape.costs import (
+    flops_by_module,
+    forward_flops,
+    interleaved_latency_ms,
+    latency_ms,
+    parameters,
+)
 
 
 def small_net() -> nn.Module:
@@ -42,3 +50,21 @@ def test_latency_is_measured_in_eval_mode_and_leaves_the_mode_as_it_was():
     net.train()
     ms = latency_ms(net, torch.randn(1, 4), runs=3)
     assert ms > 0 and net.training
+
+
+def test_interleaved_latency_times_every_call_in_turns():
+    order: list[str] = []
+
+    def call(name: str, seconds: float):
+        def timed() -> None:
+            order.append(name)
+            time.sleep(seconds)
+
+        return timed
+
+    medians = interleaved_latency_ms(
+        {"slow": call("slow", 0.004), "fast": call("fast", 0.0)}, runs=6, rounds=3
+    )
+    assert medians["slow"] > 3.5 and medians["fast"] < 1.0
+    # 3 rounds, each an untimed and 2 timed calls of one, then of the other
+    assert order == (["slow"] * 3 + ["fast"] * 3) * 3

@@ -23,6 +23,7 @@ __all__ = [
     "TrainingMemory",
     "flops_by_module",
     "forward_flops",
+    "interleaved_latency_ms",
     "latency_ms",
     "matmul_peak_flops",
     "parameters",
@@ -92,6 +93,27 @@ def latency_ms(
     finally:
         model.train(was_training)
     return 1000 * statistics.median(times)
+
+
+def interleaved_latency_ms(
+    calls: dict[str, Callable[[], object]], *, runs: int = 100, rounds: int = 10
+) -> dict[str, float]:
+    """Median milliseconds of each of `calls` (name → a call taking no arguments, a model on its
+    input), timed in turns: `rounds` rounds, each calling every one `runs // rounds` times after
+    one untimed call. Models that are compared with each other are then measured under the same
+    conditions — a machine that speeds up or slows down during the measurement (clocks, caches,
+    other work) moves them all alike, not the one that happened to be timed then."""
+    per_round = max(1, runs // rounds)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for name, call in calls.items():
+                call()
+                for _ in range(per_round):
+                    start = time.perf_counter()
+                    call()
+                    times[name].append(time.perf_counter() - start)
+    return {name: 1000 * statistics.median(spent) for name, spent in times.items()}
 
 
 # -- memory ---------------------------------------------------------------------------------------

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import statistics
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,14 +189,3 @@ class OnnxModel:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         (logits,) = self.session.run(None, {"images": images.numpy()})
         return torch.from_numpy(logits)
-
-    def latency_ms(self, images: torch.Tensor, *, runs: int) -> float:
-        """Median milliseconds of one call over `runs`, after one untimed call."""
-        feed = {"images": images.numpy()}
-        self.session.run(None, feed)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            self.session.run(None, feed)
-            times.append(time.perf_counter() - start)
-        return 1000 * statistics.median(times)
