@@ -137,14 +137,14 @@ def run(config: Config, run: Run) -> dict[str, Any]:
     # 1. unstructured: one shot, then fine-tuned, then in rounds with the same fine-tuning
     curve = {}
     for share in ONE_SHOT_SPARSITIES:
-        pruned = bench.copy(trained.model)
+        pruned = copy.deepcopy(trained.model)
         pruning.prune_globally(pruned, share)
         curve[share] = bench.accuracy(pruned)
-    one_shot = bench.copy(trained.model)
+    one_shot = copy.deepcopy(trained.model)
     pruning.prune_globally(one_shot, config.sparsity)
     bench.fine_tune(one_shot, config.finetune_epochs, "one-shot pruned")
     bench.weigh("one-shot pruned", one_shot, size=pruning.save_sparse)
-    iterative, rounds = bench.copy(trained.model), []
+    iterative, rounds = copy.deepcopy(trained.model), []
     for share in pruning.sparsity_schedule(config.sparsity, config.prune_rounds):
         pruning.prune_globally(iterative, share)
         bench.fine_tune(iterative, config.finetune_epochs / config.prune_rounds,
@@ -295,9 +295,6 @@ class Bench:
         self.table: dict[str, dict[str, Any]] = {}
         self.timed: dict[str, Callable[[], object]] = {}  # name → one call at batch 1
         self.example = data.test.inputs[:1]
-
-    def copy(self, model: nn.Module) -> nn.Module:
-        return copy.deepcopy(model)
 
     @torch.inference_mode()
     def accuracy(self, model: nn.Module | int8.OnnxModel) -> float:
