@@ -83,16 +83,9 @@ def latency_ms(
     model.eval()
     args = _inputs(inputs)
     try:
-        with torch.inference_mode():
-            model(*args)
-            times = []
-            for _ in range(runs):
-                start = time.perf_counter()
-                model(*args)
-                times.append(time.perf_counter() - start)
+        return interleaved_latency_ms({"model": lambda: model(*args)}, runs=runs, rounds=1)["model"]
     finally:
         model.train(was_training)
-    return 1000 * statistics.median(times)
 
 
 def interleaved_latency_ms(

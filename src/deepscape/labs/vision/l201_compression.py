@@ -117,8 +117,7 @@ class Config(TrainConfig):
 def check(config: Config) -> None:
     pruning.check_sparsity(config.sparsity)
     int8.check_backend(config.backend)
-    if not 0 < config.flops_share < 1:
-        raise ConfigError(f"flops_share={config.flops_share:g}: give the FLOPs to keep, in (0, 1)")
+    pruning.check_flops_share(config.flops_share)
     if config.prune_rounds < 1:
         raise ConfigError(f"prune_rounds={config.prune_rounds}: prune in 1 round or more")
 

@@ -190,13 +190,17 @@ def cut_channels(model: nn.Module, keep_share: float, *, multiple: int = 1) -> n
     return model
 
 
+def check_flops_share(flops_share: float) -> None:
+    if not 0 < flops_share < 1:
+        raise ConfigError(f"flops_share={flops_share:g}: give the FLOPs to keep, in (0, 1)")
+
+
 def cut_to_flops(
     model: nn.Module, flops_share: float, example: torch.Tensor, *, multiple: int = 1
 ) -> tuple[nn.Module, float]:
     """`cut_channels` with the largest keep share whose FLOPs are at most `flops_share` of the
     model's (bisection on the share, FLOPs counted): (the smaller model, the share kept)."""
-    if not 0 < flops_share < 1:
-        raise ConfigError(f"flops_share={flops_share:g}: give the FLOPs to keep, in (0, 1)")
+    check_flops_share(flops_share)
     target = flops_share * costs.forward_flops(model, example)
     low, high = 0.0, 1.0
     for _ in range(12):
