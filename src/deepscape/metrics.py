@@ -177,6 +177,14 @@ register(
     average="macro",
 )
 register(
+    "pixel_accuracy",
+    higher_is_better=True,
+    format="{:.2%}",
+    description="share of pixels given their true class",
+    implementation=f"{_TM}.classification:MulticlassAccuracy",
+    average="micro",
+)
+register(
     "dice",
     higher_is_better=True,
     format="{:.2%}",
@@ -269,5 +277,6 @@ for _name, _higher, _format, _description in [
     ("memory_prediction_error", False, "{:.1%}", "worst error of predicted vs measured memory"),
     ("hand_backward_weight_difference", False, "{:.1e}", "largest weight difference from autograd"),
     ("model_flops_utilisation", True, "{:.1%}", "a model's FLOP/s as a share of the matmul peak"),
+    ("psnr_gain_db", True, "{:+.2f} dB", "PSNR above bicubic upsampling's on the same images"),
 ]:
     register(_name, higher_is_better=_higher, format=_format, description=_description)

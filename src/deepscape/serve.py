@@ -26,6 +26,7 @@ import torch
 from matplotlib import colormaps
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from deepscape import landscape
 from deepscape.inside import Trained, conv_layers, gradient_maps, language_model_of, load_trained
 from deepscape.inside_figures import hardest
 from deepscape.runs import Run, RunStore
@@ -231,6 +232,8 @@ def build_app(
     already), or the text page of a language model's run. Raises RunNotFound, InspectError."""
     if isinstance(run, str):
         run = (store or RunStore()).get(run)
+    if trained is None and (page := lab_page(run)) is not None:
+        return page
     if trained is None and (language_model := language_model_of(run)) is not None:
         from deepscape.serve_text import build_text_app
 
@@ -352,6 +355,16 @@ def build_app(
             if confusion.is_file():
                 gr.Image(str(confusion), label="Confusion matrix (test split)", type="filepath")
     return app
+
+
+def lab_page(run: Run) -> gr.Blocks | None:
+    """The page a lab makes for its own runs (its `page_for(run)`: a model whose answer is not a
+    class, such as a mask or an image), or None when it has none."""
+    try:
+        module = landscape.load().lab(run.summary["lab"]).module()
+    except LookupError:
+        return None
+    return module.page_for(run) if hasattr(module, "page_for") else None
 
 
 def launch(

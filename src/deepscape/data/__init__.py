@@ -158,4 +158,4 @@ def kept_indices(targets: np.ndarray, fraction: float) -> np.ndarray:
 
 
 def _load_builtin_loaders() -> None:
-    from deepscape.data import objects, text, vision  # noqa: F401  (registers on import)
+    from deepscape.data import masks, objects, text, vision  # noqa: F401  (registers on import)

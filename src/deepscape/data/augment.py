@@ -3,7 +3,7 @@
 torchvision's v2 transforms draw one set of parameters per call, which on a batch tensor means the
 whole batch moves together. `RandomAffine` gives each digit its own shift, rotation and scale in
 one `grid_sample` call; `RandomCropFlip` crops and mirrors each photo in one gather; `PerImage`
-runs a v2 transform (erasing) image by image.
+runs a v2 transform (erasing) image by image; `PairedFlips` moves a mask with its image.
 """
 
 from __future__ import annotations
@@ -80,6 +80,56 @@ class RandomCropFlip:
             rows[:, None, :, None],
             cols[:, None, None, :],
         ]
+
+
+class PairedFlips:
+    """The eight symmetries of a square (left-right and up-down flips, quarter turns), each image
+    drawn on its own, applied to (images "b c h w", masks "b h w") alike: a dense target must
+    move with its image, pixel for pixel. `turns=False` keeps to the flips (a non-square image,
+    or one whose up and down differ)."""
+
+    def __init__(self, *, vertical: bool = True, turns: bool = True):
+        self.vertical, self.turns = vertical, turns
+
+    def __call__(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        images, masks, *rest = batch
+        b, device = len(images), images.device
+        both = [images, masks[:, None]]  # the mask as a one-channel image while it moves
+
+        def some(moved: list[torch.Tensor], p: float = 0.5) -> None:
+            chosen = (torch.rand(b, device=device) < p)[:, None, None, None]
+            for i, (before, after) in enumerate(zip(both, moved, strict=True)):
+                both[i] = torch.where(chosen, after, before)
+
+        some([t.flip(3) for t in both])
+        if self.vertical:
+            some([t.flip(2) for t in both])
+        if self.turns and images.shape[-1] == images.shape[-2]:
+            some([t.transpose(2, 3) for t in both])  # with the flips: every quarter turn
+        return (both[0], both[1][:, 0], *rest)
+
+
+class PairedCrop:
+    """A random `side` × `side` window of each image and the same window of its mask, each image
+    drawn on its own: big images train on many small views (the U-Net paper's tiles)."""
+
+    def __init__(self, side: int):
+        self.side = side
+
+    def __call__(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        images, masks, *rest = batch
+        b, c, h, w = images.shape
+        if self.side >= min(h, w):
+            return batch
+        device = images.device
+        top = torch.randint(0, h - self.side + 1, (b, 1), device=device)
+        left = torch.randint(0, w - self.side + 1, (b, 1), device=device)
+        rows = (top + torch.arange(self.side, device=device))[:, :, None]  # "b side 1"
+        cols = (left + torch.arange(self.side, device=device))[:, None, :]  # "b 1 side"
+        batch_index = torch.arange(b, device=device)[:, None, None]
+        crops = images[batch_index[:, None], torch.arange(c, device=device)[None, :, None, None],
+                       rows[:, None], cols[:, None]]  # fmt: skip
+        return (crops, masks[batch_index, rows, cols], *rest)
 
 
 AUGMENTATIONS = ("none", "crop-flip", "strong")
