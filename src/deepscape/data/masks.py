@@ -67,12 +67,17 @@ def build_scenes(
     side: int = SCENE_SIDE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`count` scenes "n side side" with their masks: a random crop of a random texture, its
-    contrast drawn at random, and 1–3 items (from `items` "n 1 28 28") pasted at random
-    positions and scales (0.8–1.6×); a later item hides an earlier one where they overlap."""
+    contrast drawn at random, and 1–3 items of random kinds (from `items` "n 1 28 28" with their
+    Fashion-MNIST `labels`) pasted at random
+    positions and scales (1–1.5×), side by side: an item hidden behind another would leave too
+    little of its shape to tell its kind (one that finds no free place is left out)."""
     rng = np.random.default_rng(seed)
     kind_of = np.zeros(10, dtype=np.int64)
     for k, fashion_classes in enumerate(KINDS.values(), start=1):
         kind_of[list(fashion_classes)] = k
+    # every kind equally often: drawn from the items, a top (five of Fashion-MNIST's classes)
+    # would come five times as often as a bag, and a net may learn to call a bag a top
+    of_kind = [np.flatnonzero(kind_of[labels.numpy()] == k) for k in range(1, len(KINDS) + 1)]
     scenes = np.empty((count, side, side), dtype=np.float32)
     masks = np.zeros((count, side, side), dtype=np.int64)
     for n in range(count):
@@ -81,11 +86,19 @@ def build_scenes(
         crop = texture[top : top + side, left : left + side]
         low, high = sorted(rng.uniform(0.0, 1.0, size=2))
         scenes[n] = low + (high - low) * crop  # a dim or bright, flat or contrasty background
-        for i in rng.integers(len(items), size=rng.integers(1, 4)):
-            size = round(28 * rng.uniform(0.8, 1.6))
+        taken = np.zeros((side, side), dtype=bool)
+        for kind in rng.integers(len(of_kind), size=rng.integers(1, 4)):
+            i = rng.choice(of_kind[kind])
+            size = round(28 * rng.uniform(1.0, 1.5))
+            for _ in range(20):
+                y, x = rng.integers(0, side - size + 1, size=2)
+                if not taken[y : y + size, x : x + size].any():
+                    break
+            else:
+                continue
+            taken[y : y + size, x : x + size] = True
             item = F.interpolate(items[i][None], size=(size, size), mode="bilinear",
                                  align_corners=False)[0, 0].numpy()  # fmt: skip
-            y, x = rng.integers(0, side - size + 1, size=2)
             where = item > INK
             scenes[n, y : y + size, x : x + size][where] = item[where]
             masks[n, y : y + size, x : x + size][where] = kind_of[int(labels[i])]
