@@ -182,6 +182,34 @@ def test_oxford_pets_offline_says_how_to_get_them(tmp_path):
         get_dataset("oxford-iiit-pet", tmp_path)
 
 
+def test_oxford_pets_are_read_from_torchvisions_layout_trimaps_as_three_classes(tmp_path):
+    """The folder as torchvision unpacks it, with photos of several sizes."""
+    root = tmp_path / "oxford-iiit-pet"
+    (root / "images").mkdir(parents=True)
+    (root / "annotations" / "trimaps").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, names in {
+        "trainval": [f"cat_{i}" for i in range(10)],
+        "test": ["dog_1", "dog_2"],
+    }.items():
+        lines = []
+        for n, name in enumerate(names):
+            h, w = 90 + 10 * n, 120 - 5 * n
+            Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(
+                root / "images" / f"{name}.jpg"
+            )
+            Image.fromarray(rng.integers(1, 4, (h, w)).astype(np.uint8)).save(
+                root / "annotations" / "trimaps" / f"{name}.png"
+            )
+            lines.append(f"{name} 1 1 1")
+        (root / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    data = get_dataset("oxford-iiit-pet", tmp_path)
+    assert data.sizes == {"train": 9, "validation": 1, "test": 2}
+    assert data.train.inputs.shape == (9, 3, 128, 128) and data.test.targets.shape == (2, 128, 128)
+    assert data.classes == ["pet", "background", "border"]
+    assert set(torch.unique(data.train.targets).tolist()) == {0, 1, 2}
+
+
 def test_the_otsu_baseline_picks_the_side_of_the_threshold_that_is_the_object():
     images = torch.full((6, 1, 32, 32), 0.8)
     masks = torch.zeros(6, 32, 32, dtype=torch.long)

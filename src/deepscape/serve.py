@@ -229,7 +229,8 @@ def build_app(
     run: Run | str, *, store: RunStore | None = None, trained: Trained | None = None
 ) -> gr.Blocks:
     """The page for a finished vision run (an id, or a Run; `trained`: its model, if loaded
-    already), or the text page of a language model's run. Raises RunNotFound, InspectError."""
+    already), the page its lab makes (`page_for`: a mask, an enlarged photo), or the text page
+    of a language model's run. Raises RunNotFound, InspectError."""
     if isinstance(run, str):
         run = (store or RunStore()).get(run)
     if trained is None and (page := lab_page(run)) is not None:

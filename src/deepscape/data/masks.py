@@ -281,6 +281,7 @@ PET_SIDE = 128
     "Oxford-IIIT Pet trimaps at 128²: torchvision downloads it online, or data_dir= its folder",
 )
 def load_oxford_pet(data_dir: Path | None = None) -> Splits:
+    from PIL import Image
     from torchvision.datasets import OxfordIIITPet
 
     from deepscape.models.pretrained import cache_dir
@@ -300,11 +301,15 @@ def load_oxford_pet(data_dir: Path | None = None) -> Splits:
             ) from None
     arrays = {}
     for split, data in loaded.items():
-        pairs = [data[i] for i in range(len(data))]
-        # trimap values: 1 pet, 2 background, 3 the uncertain border
-        pixels = [np.asarray(image.convert("RGB")) for image, _ in pairs]
-        labels = [np.asarray(trimap, dtype=np.int64) - 1 for _, trimap in pairs]
-        arrays[split] = same_size(pixels, labels, PET_SIDE) if pixels else None
+        images, masks = [], []
+        for i in range(len(data)):  # each photo shrunk as it is read: 7,349 at full size take GBs
+            image, trimap = data[i]
+            images.append(np.asarray(image.convert("RGB").resize(
+                (PET_SIDE, PET_SIDE), Image.Resampling.BILINEAR)))  # fmt: skip
+            # trimap values: 1 pet, 2 background, 3 the uncertain border
+            masks.append(np.asarray(trimap.resize((PET_SIDE, PET_SIDE), Image.Resampling.NEAREST),
+                                    dtype=np.int64) - 1)  # fmt: skip
+        arrays[split] = (np.stack(images), np.stack(masks))
     train_images, train_masks = arrays["trainval"]
     order = np.random.default_rng(SPLIT_SEED).permutation(len(train_images))
     held = order[: len(order) // 10]
