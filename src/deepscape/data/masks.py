@@ -10,6 +10,7 @@ oxford-iiit-pet    Oxford-IIIT Pet's trimaps (pet, background, border), download
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,11 @@ def texture_pages() -> dict[str, np.ndarray]:
     "built scenes: Fashion-MNIST items on scikit-image's photographed textures, exact masks",
 )
 def load_fashion_scenes(data_dir: Path | None = None) -> Splits:
+    return _built_scenes(data_dir)
+
+
+@functools.cache  # the same scenes every time: built once a process (a run, its page, a test)
+def _built_scenes(data_dir: Path | None) -> Splits:
     fashion = get_dataset("fashion-mnist", data_dir)
     pages = texture_pages()
     parts = {}

@@ -26,6 +26,16 @@ images — no learning, and where it fails is the lesson.
 (`features_only`: its outputs at 1/2 … 1/32 of the image) in the encoder's place, and keeps the
 U-Net's decoder. `deepscape serve RUN` shows an uploaded image with its predicted mask.
 
+Measured here (1 thread, beside other jobs on the 2 cores; docs/benchmarks.md has the runs
+alone): the default, a U-Net 12 channels wide over 4 levels for 16 epochs, reached a test mIoU
+of 0.863 (IoU: background 0.99, top 0.80, trouser 0.83, footwear 0.88, bag 0.81), where
+the threshold found the items with an IoU of 0.22 against the net's 0.96 — finding the items
+is easy, telling their kinds apart is what takes the epochs. 16 channels for 12 epochs gave
+0.834. Before every kind came equally often, a bag (one Fashion-MNIST class against a top's
+five) reached an IoU of 0.39 and was mostly called a top. On the ISBI membranes, 600 steps of
+four 256² crops gave a membrane IoU of 0.676 against the threshold's 0.454, and 92.2 % of the
+pixels right.
+
     deepscape run vision/201/segmentation                      # built scenes, U-Net from scratch
     deepscape run vision/201/segmentation encoder=efficientnet-lite0
     deepscape run vision/201/segmentation dataset=isbi-membrane data_dir=isbi-membrane \\
@@ -84,13 +94,13 @@ class Config(TrainConfig):
     encoder: Literal["scratch", "efficientnet-lite0"] = option(
         "scratch", "the U-Net's own encoder, or ImageNet-pretrained EfficientNet-Lite0 (timm)"
     )
-    width: int = option(16, "channels of the first level (each level below doubles them)")
+    width: int = option(12, "channels of the first level (each level below doubles them)")
     levels: int = option(4, "times the encoder halves the image (scratch encoder)")
     encoder_lr_scale: float = option(0.1, "the pretrained encoder's LR, relative to the decoder's")
     dice_weight: float = option(1.0, "loss = pixel cross-entropy + this × soft Dice loss")
     baseline: bool = option(True, "measure Otsu's threshold + morphology on the same split")
     # training (overriding TrainConfig's defaults for this lab)
-    epochs: int = option(8, "passes over the training images")
+    epochs: int = option(16, "passes over the training images")
     batch_size: int = option(32, "images per optimisation step")
     lr: float = option(3e-3, "peak learning rate (AdamW)")
     weight_decay: float = option(1e-4, "decoupled weight decay")
