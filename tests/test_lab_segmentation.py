@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchmetrics.functional.classification import multiclass_jaccard_index
 
+from deepscape.config import ConfigError
 from deepscape.data import DataUnavailable, TensorSplit, get_dataset
 from deepscape.data.augment import PairedCrop, PairedFlips
 from deepscape.data.masks import KINDS, build_scenes, texture_pages
@@ -182,7 +183,7 @@ def test_a_crop_larger_than_the_images_is_refused(tmp_path, store):
     for i in range(6):
         write_pair(tmp_path, str(i), (rng.random((20, 24)) * 255).astype(np.uint8),
                    (rng.random((20, 24)) > 0.5).astype(np.uint8))  # fmt: skip
-    with pytest.raises(DataUnavailable, match="crop=32 is larger than the 20-pixel images"):
+    with pytest.raises(ConfigError, match="crop=32 is larger than the 20-pixel images"):
         run_lab(SEGMENTATION, ["dataset=mask-folder", f"data_dir={tmp_path}", "crop=32"],
                 store=store)  # fmt: skip
 

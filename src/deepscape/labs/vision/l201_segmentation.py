@@ -61,9 +61,9 @@ from torchmetrics.functional.classification import multiclass_jaccard_index
 from torchvision.transforms import v2
 
 from deepscape import figures
-from deepscape.config import TrainConfig, option
+from deepscape.config import ConfigError, TrainConfig, option
 from deepscape.costs import parameters
-from deepscape.data import DataUnavailable, Splits, TensorSplit, get_dataset
+from deepscape.data import Splits, TensorSplit, get_dataset
 from deepscape.data.augment import PairedCrop, PairedFlips
 from deepscape.inside import load_weights
 from deepscape.labs.vision import l201_segmentation_figures as drawn
@@ -278,7 +278,7 @@ def load(config: Config) -> Splits:
         data = dataclasses.replace(data, train=data.train.subset(range(config.train_images)))
     side = min(data.train.inputs.shape[-2:])
     if config.crop and config.crop > side:
-        raise DataUnavailable(
+        raise ConfigError(
             f"crop={config.crop} is larger than the {side}-pixel images of {data.name}: give "
             f"crop={side} or less (0: whole images)"
         )
