@@ -69,9 +69,9 @@ def build_scenes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`count` scenes "n side side" with their masks: a random crop of a random texture, its
     contrast drawn at random, and 1–3 items of random kinds (from `items` "n 1 28 28" with their
-    Fashion-MNIST `labels`) pasted at random
-    positions and scales (1–1.5×), side by side: an item hidden behind another would leave too
-    little of its shape to tell its kind (one that finds no free place is left out)."""
+    Fashion-MNIST `labels`) pasted at random positions and scales (1–1.5×), side by side: an
+    item hidden behind another would leave too little of its shape to tell its kind (one that
+    finds no free place is left out)."""
     rng = np.random.default_rng(seed)
     kind_of = np.zeros(10, dtype=np.int64)
     for k, fashion_classes in enumerate(KINDS.values(), start=1):
@@ -79,6 +79,7 @@ def build_scenes(
     # every kind equally often: drawn from the items, a top (five of Fashion-MNIST's classes)
     # would come five times as often as a bag, and a net may learn to call a bag a top
     of_kind = [np.flatnonzero(kind_of[labels.numpy()] == k) for k in range(1, len(KINDS) + 1)]
+    of_kind = [found for found in of_kind if len(found)]  # a few items may lack a kind
     scenes = np.empty((count, side, side), dtype=np.float32)
     masks = np.zeros((count, side, side), dtype=np.int64)
     for n in range(count):

@@ -26,15 +26,15 @@ images — no learning, and where it fails is the lesson.
 (`features_only`: its outputs at 1/2 … 1/32 of the image) in the encoder's place, and keeps the
 U-Net's decoder. `deepscape serve RUN` shows an uploaded image with its predicted mask.
 
-Measured here (1 thread, beside other jobs on the 2 cores; docs/benchmarks.md has the runs
-alone): the default, a U-Net 12 channels wide over 4 levels for 16 epochs, reached a test mIoU
-of 0.863 (IoU: background 0.99, top 0.80, trouser 0.83, footwear 0.88, bag 0.81), where
-the threshold found the items with an IoU of 0.22 against the net's 0.96 — finding the items
-is easy, telling their kinds apart is what takes the epochs. 16 channels for 12 epochs gave
-0.834. Before every kind came equally often, a bag (one Fashion-MNIST class against a top's
-five) reached an IoU of 0.39 and was mostly called a top. On the ISBI membranes, 600 steps of
-four 256² crops gave a membrane IoU of 0.676 against the threshold's 0.454, and 92.2 % of the
-pixels right.
+Measured alone on 2 cores (docs/benchmarks.md): the default, a U-Net 12 channels wide over 4
+levels for 16 epochs, reached a test mIoU of 0.866 in 9.5 minutes of training (IoU: background
+0.99, top 0.81, trouser 0.83, footwear 0.90, bag 0.81); on EfficientNet-Lite0's features, 0.854
+in 11.7. The threshold found the items with an IoU of 0.23 against the net's 0.96: finding the
+items is easy, telling their kinds apart is what takes the epochs. 16 channels for 12 epochs
+gave 0.834 (beside other jobs). Before every kind came equally often, a bag (one Fashion-MNIST
+class against a top's five) reached an IoU of 0.39 and was mostly called a top. On the ISBI
+membranes, 600 steps of four 256² crops (4.7 minutes) gave a membrane IoU of 0.677 against the
+threshold's 0.454, and 92.3 % of the pixels right.
 
     deepscape run vision/201/segmentation                      # built scenes, U-Net from scratch
     deepscape run vision/201/segmentation encoder=efficientnet-lite0
