@@ -24,7 +24,7 @@ from deepscape.runs import RunStore
 
 LAB = "vision/201/super-resolution"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sr"
-TARGET_SETTINGS = ["blocks=6", "patch_size=72", "patches=16000", "epochs=3"]
+TARGET_SETTINGS = ["blocks=6", "patch_size=72", "patches=16000", "epochs=10"]
 PUBLISHED = (
     "published ×3 (Set5 / Set14): bicubic 30.39 / 27.54, SRCNN 32.39 / 29.00, ESPCN 32.55 / 29.08"
 )
