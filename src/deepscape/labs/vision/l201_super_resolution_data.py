@@ -21,9 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepscape.config import ConfigError
 from deepscape.data import DataUnavailable, TensorSplit
+from deepscape.data.masks import IMAGE_SUFFIXES
 from deepscape.labs.vision.l201_super_resolution_models import bicubic
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -91,8 +90,8 @@ def read_folder(folder: Path) -> dict[str, Tensor]:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataUnavailable(
-            f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}: put photos there or point "
-            "data_dir at a folder that has them"
+            f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}: put photos there or "
+            "point data_dir at a folder that has them"
         )
     return {p.stem: as_tensor(np.asarray(Image.open(p).convert("RGB"))) for p in files}
 
