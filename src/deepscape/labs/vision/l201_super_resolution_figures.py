@@ -37,7 +37,7 @@ def crops(run: Run, model: nn.Module, pairs: list[Pair], *, scale: int, title: s
     from deepscape.labs.vision.l201_super_resolution_models import bicubic
 
     model.eval()
-    fig, axes = plt.subplots(len(pairs), 3, figsize=(9, 3.3 * len(pairs) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(pairs), 3, figsize=(9, 3.6 * len(pairs) + 0.6), squeeze=False)
     for row, pair in enumerate(pairs):
         device = next(iter(model.parameters()), pair.low).device
         made = model(pair.low[None].to(device)).float().cpu()[0].clamp(0, 1)
@@ -55,7 +55,7 @@ def crops(run: Run, model: nn.Module, pairs: list[Pair], *, scale: int, title: s
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle(f"{title}\n(PSNR of the whole image, Y channel; the crop where bicubic errs most)")
-    fig.tight_layout(rect=(0, 0, 1, 0.95))  # room for the title above the panels' own
+    fig.tight_layout(rect=(0, 0, 1, 0.95), h_pad=1.5)  # room for the titles above the panels
     figures.save(fig, run.figure_path("crops"), tight=False)
 
 
