@@ -80,3 +80,51 @@ def test_the_benchmark_files_load_with_their_published_sizes():
     assert trec.classes[trec.test.targets[0]] in trec.classes
     mr = get_dataset("mr", SENTCLF)
     assert sum(mr.sizes.values()) == 10662
+
+
+def test_sst2_phrases_train_on_phrases_and_test_on_sentences(tmp_path: Path):
+    (tmp_path / "sst2-phrases").mkdir()
+    (tmp_path / "sst2-phrases" / "train.tsv").write_text(
+        "sentence\tlabel\na stirring , funny film \t1\nstirring\t1\nlabored gags \t0\n"
+    )
+    (tmp_path / "sentclf").mkdir()
+    (tmp_path / "sentclf" / "stsa.binary.dev").write_text("1 a funny film\n0 dull\n")
+    (tmp_path / "sentclf" / "stsa.binary.test").write_text("0 labored and dull\n1 stirring\n")
+    data = get_dataset("sst2-phrases", tmp_path)
+    assert data.sizes == {"train": 3, "validation": 2, "test": 2}
+    assert data.train.texts[0] == "a stirring , funny film"  # GLUE's trailing space is gone
+    assert data.train.targets.tolist() == [1, 1, 0] and data.classes[1] == "positive"
+    assert data.test.texts == ["labored and dull", "stirring"]
+    (tmp_path / "sst2-phrases" / "train.tsv").write_text("text,label\nfine,1\n")
+    with pytest.raises(DataUnavailable, match="expected a 'sentence<TAB>label' header"):
+        get_dataset("sst2-phrases", tmp_path)
+    (tmp_path / "sentclf" / "stsa.binary.test").unlink()
+    with pytest.raises(DataUnavailable, match=r"needs .*stsa.binary.test or .*sentclf"):
+        get_dataset("sst2-phrases", tmp_path)
+
+
+def test_a_text_batch_is_padded_to_its_own_longest_sentence():
+    data = get_dataset("mr-200")
+    lengths = data.train.lengths
+    shortest = lengths.argsort()[:4].tolist()
+    ids, targets = data.train.__getitems__(shortest)
+    assert ids.shape == (4, int(lengths[shortest].max()))
+    assert ids.shape[1] < data.train.inputs.shape[1]  # the split's width is its longest sentence
+    assert torch.equal(ids, data.train.inputs[shortest, : ids.shape[1]])
+    assert torch.equal(targets, data.train.targets[shortest])
+
+
+def test_length_grouped_batches_cover_every_example_once_in_batches_of_like_length():
+    from deepscape.data import LengthGroupedBatches
+
+    lengths = torch.randint(1, 60, (1000,))
+    torch.manual_seed(0)
+    batches = list(LengthGroupedBatches(lengths, 10, pool=20))
+    assert len(batches) == len(LengthGroupedBatches(lengths, 10)) == 100
+    assert sorted(i for batch in batches for i in batch) == list(range(1000))
+    spread = [int(lengths[b].max() - lengths[b].min()) for b in batches]
+    random_spread = [
+        int(lengths[b].max() - lengths[b].min()) for b in torch.randperm(1000).split(10)
+    ]
+    assert sum(spread) < sum(random_spread) / 5  # alike within a batch...
+    assert batches[0] != list(LengthGroupedBatches(lengths, 10, pool=20))[0]  # ...in random order

@@ -302,6 +302,15 @@ def test_lr_scales_by_name_prefix_and_frozen_parameters_left_out():
     assert "0.weight" not in watched and "2.weight" in watched  # frozen weights do not move
 
 
+def test_an_lr_scale_of_zero_freezes_those_parameters():
+    model = _model()
+    optimizer = make_optimizer(model, TrainConfig(lr=0.1), {"0.": 0})
+    trained = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert id(model[0].weight) not in trained and not model[0].weight.requires_grad
+    assert id(model[2].weight) in trained
+    assert base_lr(optimizer) == pytest.approx(0.1)
+
+
 def _lrs(schedule: str, warmup: float, total: int = 100) -> list[float]:
     config = TrainConfig(lr=0.1, schedule=schedule, warmup=warmup)
     optimizer = make_optimizer(_model(), config)

@@ -72,6 +72,9 @@ class TrainConfig:
     eval_batches: int = option(
         0, "validation batches an evaluation estimates from (0: the whole split)"
     )
+    group_by_length: bool = option(
+        False, "text: shuffled batches of similarly long sentences (less padding, less work)"
+    )
     grad_clip: float = option(0.0, "scale gradients down to this global norm (0: never)")
     grad_accum: int = option(1, "micro-batches whose gradients add up to one step")
     diagnostics_every: int = option(

@@ -52,7 +52,7 @@ def top_phrases(
     # a running top list per picked filter: (activations "k", sentence index "k", start "k")
     best: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     for offset in range(0, len(inputs), 512):
-        batch = inputs[offset : offset + 512]
+        batch, _ = data.train.__getitems__(range(offset, min(offset + 512, len(inputs))))
         maps = model.filter_maps(batch)  # per width: "b filters windows"
         for _, j in picked:
             response = maps[j // filters][:, j % filters, :]  # "b windows"

@@ -49,12 +49,16 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """SGD with momentum or AdamW over the trainable parameters; weight decay on weight matrices
     only (not biases, not norms); the LR times `lr_scales[prefix]` for names with that prefix
-    (the longest matching prefix wins: {"backbone.": 0.1, "backbone.classifier.": 1})."""
+    (the longest matching prefix wins: {"backbone.": 0.1, "backbone.classifier.": 1}). A scale
+    of 0 freezes those parameters: they get no gradient, which also saves its computation."""
     by_group: dict[tuple[float, bool], list[nn.Parameter]] = {}
     prefixes = sorted((lr_scales or {}).items(), key=lambda item: -len(item[0]))
     for name, p in model.named_parameters():
         if p.requires_grad:
             scale = next((s for pre, s in prefixes if name.startswith(pre)), 1.0)
+            if scale == 0:
+                p.requires_grad_(False)
+                continue
             by_group.setdefault((scale, p.ndim >= 2), []).append(p)
     groups = [
         {

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepscape import metrics
 from deepscape.config import TrainConfig
-from deepscape.data import whole_batch
+from deepscape.data import LengthGroupedBatches, whole_batch
 from deepscape.devices import device_and_precision
 from deepscape.loop import CorruptCheckpoint, Loop, TrainingDiverged
 from deepscape.optim import Lookahead, base_lr, make_optimizer, make_schedule
@@ -308,6 +308,9 @@ class Trainer:
         self, data: Dataset, *, shuffle: bool, collate: Callable[[list[Any]], Any] | None = None
     ) -> DataLoader:
         # Our splits return whole batches (`__getitems__`), so their collation is the identity.
+        if shuffle and self.config.group_by_length and hasattr(data, "lengths"):
+            batches = LengthGroupedBatches(data.lengths, self.config.batch_size)
+            return DataLoader(data, batch_sampler=batches, collate_fn=collate or whole_batch)
         return DataLoader(
             data,
             batch_size=self.config.batch_size,

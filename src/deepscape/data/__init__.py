@@ -9,7 +9,7 @@ selection looks at `validation`, and only the final evaluation touches `test`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from deepscape.config import ConfigError, closest
 
@@ -70,10 +70,43 @@ class TextSplit(TensorSplit):
             raise ValueError(f"{len(texts)} sentences but {len(targets)} targets")
         self.texts = texts
 
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        # The split is padded to its longest sentence; a batch needs only its own longest. On
+        # SST-2's phrases (9 words on average, 52 at most) that is 3× less work for a CNN.
+        ids, targets = super().__getitems__(indices)
+        used = torch.nonzero((ids != 0).any(0))
+        return ids[:, : int(used.max()) + 1 if len(used) else 1], targets
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """Each sentence's length in tokens, "b"."""
+        return (self.inputs != 0).sum(1)
+
     def subset(self, indices: Sequence[int] | np.ndarray) -> TextSplit:
         index = np.asarray(indices, dtype=np.int64)
         kept = super().subset(index)
         return TextSplit(kept.inputs, kept.targets, [self.texts[i] for i in index])
+
+
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Batches of examples of similar length, in random order: shuffle, cut into pools of
+    `pool` batches, sort each pool by length, cut it into batches, shuffle the batches. Padding
+    to a batch's longest then costs little (HF Trainer's `group_by_length`); which examples meet
+    in a batch is still random. Draws from torch's global generator, like `shuffle=True`."""
+
+    def __init__(self, lengths: torch.Tensor, batch_size: int, *, pool: int = 50):
+        self.lengths, self.batch_size, self.pool = lengths, batch_size, pool
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches: list[torch.Tensor] = []
+        for pool in torch.randperm(len(self.lengths)).split(self.batch_size * self.pool):
+            by_length = pool[self.lengths[pool].argsort(stable=True)]
+            batches.extend(by_length.split(self.batch_size))
+        for index in torch.randperm(len(batches)).tolist():
+            yield batches[index].tolist()
 
 
 def whole_batch(batch: Any) -> Any:

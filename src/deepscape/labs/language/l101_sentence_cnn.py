@@ -49,7 +49,7 @@ from deepscape.train import Trainer
 @dataclass
 class Config(TrainConfig):
     # data
-    dataset: Literal["mr-200", "sst2", "mr", "trec"] = option("mr-200", "sentences to classify")
+    dataset: Literal["mr-200", "sst2", "sst2-phrases", "mr", "trec"] = option("mr-200", "sentences to classify")
     data_dir: str | None = option(None, "folder with the sentence files (label first)")
     # model
     embeddings: Literal["random", "glove-static", "glove-tuned", "glove+minilm"] = option(
@@ -69,6 +69,9 @@ class Config(TrainConfig):
         0, "passes over the training split (0: enough for ~1,500 steps, between 10 and 50)"
     )
     batch_size: int = option(50, "sentences per optimisation step")
+    group_by_length: bool = option(
+        True, "shuffled batches of similarly long sentences (less padding, less work)"
+    )
     lr: float = option(1e-3, "peak learning rate")
     weight_decay: float = option(1e-4, "decoupled weight decay")
     figures: bool = option(True, "draw the figures (a sweep of many runs may skip them)")
