@@ -267,12 +267,16 @@ def test_lab_far_from_any_name_points_at_the_map(the_map):
         the_map.lab("qqqqqqqq")
 
 
-def test_ambiguous_slug_names_every_candidate(the_map):
+def test_a_shared_slug_means_the_one_lab_you_can_run_else_names_every_candidate(the_map):
+    both = [lab for lab in the_map.labs if lab.slug == "unsolvable"]
+    assert len(both) == 2
+    planned = [dataclasses.replace(lab, status="planned") for lab in both]
+    one_available = [planned[0], dataclasses.replace(planned[1], status="available")]
+    chosen = dataclasses.replace(the_map, labs=tuple(one_available)).lab("unsolvable")
+    assert chosen is one_available[1]
     with pytest.raises(UnknownLab) as error:
-        the_map.lab("unsolvable")
-    assert str(error.value) == (
-        "'unsolvable' is ambiguous: say vision/201/unsolvable or language/201/unsolvable"
-    )
+        dataclasses.replace(the_map, labs=tuple(planned)).lab("unsolvable")
+    assert str(error.value) == f"'unsolvable' is ambiguous: say {both[0].id} or {both[1].id}"
 
 
 # -- progress, computed from the run store ---------------------------------------------------------

@@ -278,5 +278,6 @@ for _name, _higher, _format, _description in [
     ("hand_backward_weight_difference", False, "{:.1e}", "largest weight difference from autograd"),
     ("model_flops_utilisation", True, "{:.1%}", "a model's FLOP/s as a share of the matmul peak"),
     ("psnr_gain_db", True, "{:+.2f} dB", "PSNR above bicubic upsampling's on the same images"),
+    ("papers_with_your_number", True, "{}", "essential papers your runs put a number beside"),
 ]:
     register(_name, higher_is_better=_higher, format=_format, description=_description)

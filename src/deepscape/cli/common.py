@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from deepscape import exit_quickly, landscape
+from deepscape import exit_quickly, landscape, papers
 from deepscape.config import ConfigError
 from deepscape.runs import RunNotFound
 
@@ -52,6 +52,7 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     errors: tuple[type[BaseException], ...] = (
         landscape.UnknownLab,
         landscape.LabNotAvailable,
+        papers.UnknownPaper,
         ConfigError,
         RunNotFound,
     )

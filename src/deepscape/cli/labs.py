@@ -1,13 +1,15 @@
-"""`deepscape map`, `show` and `run`: the landscape, one lab's card, and running a lab."""
+"""`deepscape map`, `show`, `papers` and `run`: the landscape, one lab's or paper's card, the
+essential papers, and running a lab."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Column, Table
 
-from deepscape import landscape
+from deepscape import landscape, papers
 from deepscape.cli.common import (
     AsJson,
     Home,
@@ -104,15 +106,20 @@ def _progress_text(progress: landscape.LabProgress, lab: landscape.Lab) -> str:
 # -- one lab's card -------------------------------------------------------------------------------
 @app.command()
 def show(
-    lab_name: Annotated[str, typer.Argument(metavar="LAB")],
+    lab_name: Annotated[str, typer.Argument(metavar="LAB|PAPER")],
     home: Home = None,
     as_json: AsJson = False,
 ) -> None:
-    """A lab's card: goal, new concepts, scope, prerequisites, target, options, your last runs."""
+    """A lab's card: goal, new concepts, scope, prerequisites, target, options, your last runs.
+    Or a paper's (`deepscape papers` lists them): its idea, labs, and its number beside ours."""
     with one_line_errors():
         the_map = landscape.load()
-        lab = the_map.lab(lab_name)
+        found = papers.lab_or_paper(lab_name, the_map)
         store = RunStore(home)
+        if isinstance(found, papers.Paper):
+            _paper_card(papers.read([found], store)[0], the_map, as_json)
+            return
+        lab = found
         done = landscape.progress(the_map, store)
         options = describe(config_class(lab)) if lab.available else []
         recent = [r.summary for r in store.list(lab.id)][-5:]
@@ -162,6 +169,80 @@ def show(
         runs_table(recent, lab.target.metric, title="Your last runs")
     elif lab.available:
         out.print(f"\nNot run yet: [cyan]deepscape run {lab.id}[/]")
+
+
+# -- the essential papers -----------------------------------------------------------------------
+@app.command("papers")
+def list_papers(
+    track: Annotated[str | None, typer.Option(help="vision or language")] = None,
+    level: Annotated[int | None, typer.Option(help="101, 201 or 301")] = None,
+    home: Home = None,
+    as_json: AsJson = False,
+) -> None:
+    """The essential papers of each track and level, each paper's number beside ours."""
+    with one_line_errors():
+        shelf = papers.load().shelf(track, level)
+    readings = papers.read(shelf, RunStore(home))
+    if as_json:
+        print_json([reading.as_json() for reading in readings])
+        return
+    if not readings:
+        out.print(f"No papers listed for {track or 'any track'} {level or ''} yet.")
+        return
+    shelves: dict[tuple[str, int], list[papers.Reading]] = {}
+    for reading in readings:
+        shelves.setdefault((reading.paper.track, reading.paper.level), []).append(reading)
+    for (shelf_track, shelf_level), on_shelf in shelves.items():
+        # ratios, not natural widths: the numbers and labs wrap, the ids stay whole in 80 columns
+        table = Table(
+            Column("paper", ratio=2, min_width=14),
+            Column("the paper's number", ratio=3),
+            Column("ours", ratio=3),
+            Column("lab", min_width=20, overflow="fold"),
+            expand=True,
+            title=f"[bold]{shelf_track} {shelf_level}[/] — essential papers",
+            title_justify="left",
+            show_lines=True,
+        )
+        for reading in on_shelf:
+            paper = reading.paper
+            if reading.beside:
+                ref, measured = reading.beside
+                mine = "your runs" if isinstance(ref, papers.FromRuns) else "benchmarks.md"
+                ours = f"{escape(measured.text)} [dim]({mine})\n{escape(ref.what)}[/]"
+            else:
+                ours = f"[dim]{papers.NOT_MEASURED}[/]"
+            table.add_row(
+                f"[bold]{paper.id}[/]\n{paper.short_authors} {paper.year}",
+                escape(str(paper.result)),
+                ours,
+                "\n".join(lab.removeprefix(f"{shelf_track}/") for lab in paper.labs),
+            )
+        out.print(table)
+    out.print("One paper, its idea and how to measure it: [cyan]deepscape show PAPER[/]")
+
+
+def _paper_card(reading: papers.Reading, the_map: landscape.Landscape, as_json: bool) -> None:
+    paper = reading.paper
+    if as_json:
+        print_json(reading.as_json())
+        return
+    out.print(f"[bold]{paper.title}[/]  [dim]{paper.id} · {paper.track} {paper.level}[/]")
+    out.print(f"{paper.authors} ({paper.year}). {paper.venue}.", highlight=False)
+    if paper.link:
+        out.print(paper.link, highlight=False)
+    out.print(f"\n[bold]Idea:[/] {paper.idea}", highlight=False)
+    _bullets("Labs", [f"{lab}  ({the_map.lab(lab).status})" for lab in paper.labs])
+    out.print(f"\n[bold]The paper:[/] {paper.result}", highlight=False)
+    out.print("\n[bold]Ours:[/]")
+    for ref, measured in reading.ours:
+        shown = escape(measured.text) if measured else f"[dim]{papers.NOT_MEASURED}[/]"
+        where = measured.source if measured else ref.describe()
+        out.print(f"  • {shown} — {escape(ref.what)}\n    [dim]{escape(where)}[/]")
+    if not reading.ours:
+        planned = all(not the_map.lab(lab).available for lab in paper.labs)
+        why = "its lab is planned" if planned else "no number of ours is referenced yet"
+        out.print(f"  • [dim]{papers.NOT_MEASURED}: {why}[/]")
 
 
 def _bullets(title: str, items: tuple[str, ...] | list[str]) -> None:
