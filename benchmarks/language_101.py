@@ -38,7 +38,7 @@ CNN_EMBEDDINGS = {"glove-tuned": [], "glove+minilm": ["embedding_lr=0.3"]}
 CNN_SEEDS = (0, 1, 2)
 SHARED = SENTCLF.parent  # sst2-phrases/ beside sentclf/
 PHRASES_BAR = 0.86
-PHRASE_RECIPES = ([], ["embeddings=glove+minilm", "embedding_lr=0.3"])
+PHRASE_RECIPES = ([], ["embeddings=glove+minilm", "embedding_lr=0.3", "epochs=2"])
 
 
 def lab(store: RunStore, name: str, overrides: list[str]):

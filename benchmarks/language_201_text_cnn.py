@@ -1,15 +1,15 @@
 """Benchmark of language/201/text-cnn on SST-2 phrases; results go to docs/benchmarks.md.
 
-    python benchmarks/language_201_text_cnn.py                         # 300 s each, all four
+    python benchmarks/language_201_text_cnn.py                         # 150 s each, all four
     python benchmarks/language_201_text_cnn.py seconds=5 --no-write    # prove it works
     python benchmarks/language_201_text_cnn.py models=char-cnn,dilated-cnn,transformer
 
-`deepscape run language/201/text-cnn dataset=sst2-phrases data_dir=../shared/data seconds=300`:
+`deepscape run language/201/text-cnn dataset=sst2-phrases data_dir=../shared/data seconds=150`:
 the character CNN, the dilated word CNN, the transformer encoder and language/101's Kim CNN,
-each trained for the same 300 seconds on SST-2's 67,349 training phrases (GLUE), validated on the
+each trained for the same 150 seconds on SST-2's 67,349 training phrases (GLUE), validated on the
 872 dev sentences and tested on the 1,821 test sentences. Two tables: speed and accuracy (test
 accuracy, within and beyond each receptive field, training examples/s, inference sentences/s),
-and accuracy by sentence length. Target: the best contestant ≥ 85 % test accuracy.
+and accuracy by sentence length. Target: the contestant best on validation ≥ 84 % test accuracy.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from deepscape.runs import Run, RunStore
 
 LAB = "language/201/text-cnn"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-FULL = ["dataset=sst2-phrases", f"data_dir={DATA}", "seconds=300"]
-TARGET = 0.85
+FULL = ["dataset=sst2-phrases", f"data_dir={DATA}", "seconds=150"]
+TARGET = 0.84
 
 
 def field_text(field: dict) -> str:
@@ -81,7 +81,8 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="key=value options after FULL's")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
-        items = [*FULL, *args.overrides]
+        given = {item.split("=", 1)[0] for item in args.overrides}
+        items = [*(i for i in FULL if i.split("=", 1)[0] not in given), *args.overrides]
         run = run_lab(LAB, items, store=RunStore(Path(home)), show_progress=True)
         body = report(run, items)
     if args.no_write:

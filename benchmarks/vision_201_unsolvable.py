@@ -112,7 +112,7 @@ def part_all(store: RunStore, overrides: list[str]) -> str:
     run = run_lab(LAB, overrides, store=store, show_progress=True)
     config = run.config
     parts = [
-        f"`deepscape run {LAB} {' '.join(overrides)}`: every model trained here, "
+        f"`deepscape run {' '.join([LAB, *overrides])}`: every model trained here, "
         f"{run.summary['wall_seconds'] / 60:.1f} minutes in all.",
         f"**Adversarial examples** (PGD: {config['pgd_steps']} steps; "
         f"{config['attack_images']} test images a model)",
@@ -150,7 +150,8 @@ def part_cifar10(store: RunStore, archive: Path, overrides: list[str]) -> str:
     with tempfile.TemporaryDirectory() as folder:
         with tarfile.open(archive) as packed:
             packed.extractall(folder, filter="data")
-        items = ["part=memorisation", "dataset=cifar10", f"data_dir={folder}", *overrides]
+        images = Path(folder) / "cifar10-images"  # the archive's own folder
+        items = ["part=memorisation", "dataset=cifar10", f"data_dir={images}", *overrides]
         run = run_lab(LAB, items, store=store, show_progress=True)
     rows = table(MEMORISED, memorisation_rows(run))
     verdict = memorisation_verdict(run, "CIFAR-10")
