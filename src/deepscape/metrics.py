@@ -212,7 +212,8 @@ register(
     "fid",
     higher_is_better=False,
     format="{:.1f}",
-    description="Fréchet distance between Inception features of real and generated images",
+    description="Fréchet distance between real and generated images' features (Inception's, "
+    "or a given network's)",
     implementation=f"{_TM}.image.fid:FrechetInceptionDistance",
 )
 # text out, retrieval
@@ -278,6 +279,7 @@ for _name, _higher, _format, _description in [
     ("hand_backward_weight_difference", False, "{:.1e}", "largest weight difference from autograd"),
     ("model_flops_utilisation", True, "{:.1%}", "a model's FLOP/s as a share of the matmul peak"),
     ("psnr_gain_db", True, "{:+.2f} dB", "PSNR above bicubic upsampling's on the same images"),
+    ("class_accuracy", True, "{:.2%}", "share of generated images judged the class asked for"),
     ("papers_with_your_number", True, "{}", "essential papers your runs put a number beside"),
 ]:
     register(_name, higher_is_better=_higher, format=_format, description=_description)
