@@ -129,26 +129,25 @@ def test_show_json_lists_every_option(cli):
 
 
 def test_show_a_planned_lab(cli):
-    result = cli("show", "vision/201/diffusion")
+    result = cli("show", "language/301/hallucinations")
     assert result.exit_code == 0
     assert "planned" in result.stdout
-    assert "Prerequisites:" in result.stdout and "vision/201/attention" in result.stdout
-    assert "Target: fid <= 30 on cifar10" in result.stdout
+    assert "Prerequisites:" in result.stdout and "language/201/augmented-search" in result.stdout
+    assert "Target: hallucination_rate_ratio <= 0.5 on popqa" in result.stdout
     assert "Options" not in result.stdout and "batch_size" not in result.stdout
     assert "Not run yet" not in result.stdout
-    data = json.loads(cli("show", "diffusion", "--json").stdout)
+    data = json.loads(cli("show", "hallucinations", "--json").stdout)
     assert data["options"] == []
-    assert data["prerequisites_reached"] == {
-        "vision/101/objects10": False,
-        "vision/201/attention": False,
-        "vision/201/super-resolution": False,
-    }
+    assert data["prerequisites_reached"] == {"language/201/augmented-search": False}
 
 
 def test_show_an_unknown_or_ambiguous_lab(cli):
     _bad_input(cli("show", "digts"), "unknown lab 'digts'", "did you mean 'digits'")
     _bad_input(
-        cli("show", "unsolvable"), "ambiguous", "vision/201/unsolvable", "language/201/unsolvable"
+        cli("show", "experiments"),
+        "ambiguous",
+        "vision/101/experiments",
+        "language/101/experiments",
     )
 
 
@@ -222,7 +221,7 @@ def test_runs_with_an_unknown_lab_or_run(cli):
     ("args", "fragments"),
     [
         (["digts"], ["unknown lab 'digts'", "did you mean 'digits'"]),
-        (["vision/201/diffusion"], ["vision/201/diffusion is planned"]),
+        (["language/301/hallucinations"], ["language/301/hallucinations is planned"]),
         (["digits", "lrr=1"], ["unknown config key 'lrr'", "did you mean 'lr'"]),
         (["digits", "lr=abc"], ["lr='abc' is not a float"]),
         (["digits", "model=resnet"], ["model='resnet' is not one of linear, mlp, cnn"]),
