@@ -29,6 +29,13 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
+def with_overrides(full: list[str], overrides: list[str]) -> list[str]:
+    """A benchmark's key=value options with the command line's in place of those it names, so
+    that the command written to the doc names each key once."""
+    given = {item.split("=", 1)[0] for item in overrides}
+    return [*(item for item in full if item.split("=", 1)[0] not in given), *overrides]
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

@@ -18,7 +18,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from _report import as_typed, table, write_section
+from _report import as_typed, table, with_overrides, write_section
 
 from deepscape.lab import run_lab
 from deepscape.runs import Run, RunStore
@@ -71,7 +71,8 @@ def report(run: Run, items: list[str]) -> str:
         + table(speed_headers, speed_rows)
         + "\n\nTest accuracy by sentence length (test sentences in each bucket):\n\n"
         + table(length_headers, length_rows)
-        + f"\n\n- best: {best}, {accuracy:.1%} test accuracy (target ≥ {TARGET:.0%}) {met}\n"
+        + f"\n\n- best on validation: {best}, {accuracy:.1%} test accuracy "
+        f"(target ≥ {TARGET:.0%}) {met}\n"
     )
 
 
@@ -81,8 +82,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="key=value options after FULL's")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
-        given = {item.split("=", 1)[0] for item in args.overrides}
-        items = [*(i for i in FULL if i.split("=", 1)[0] not in given), *args.overrides]
+        items = with_overrides(FULL, args.overrides)
         run = run_lab(LAB, items, store=RunStore(Path(home)), show_progress=True)
         body = report(run, items)
     if args.no_write:

@@ -17,7 +17,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from _report import as_typed, table, write_section
+from _report import as_typed, table, with_overrides, write_section
 
 from deepscape.lab import run_lab
 from deepscape.runs import Run, RunStore
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="key=value options after FULL's")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
-        items = [*FULL, *args.overrides]
+        items = with_overrides(FULL, args.overrides)
         run = run_lab(LAB, items, store=RunStore(Path(home)), show_progress=True)
         body = report(run, items)
     if args.no_write:
