@@ -43,6 +43,20 @@ def test_the_linear_model_learns_too(store):
     assert run.summary["target"]["reached"] is False  # the bottom rung stays below 99 %
 
 
+def test_a_run_counted_in_steps_records_its_last_evaluation(store):
+    # max_steps evaluates every eval_every steps ("eval" records), not at epochs' ends
+    run = run_lab(
+        DIGITS,
+        ["max_steps=60", "eval_every=30", "threads=1", "figures=false"],
+        store=store,
+        show_progress=False,
+    )
+    evaluations = run.history("eval")
+    assert [e["step"] for e in evaluations] == [30, 60]
+    assert run.summary["metrics"]["val_accuracy"] == evaluations[-1]["val_accuracy"]
+    assert run.summary["metrics"]["test_accuracy"] >= 0.8
+
+
 def test_the_mlp_learns_on_mnist_5k(store):
     run = run_lab(
         DIGITS,

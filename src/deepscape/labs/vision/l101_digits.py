@@ -96,7 +96,7 @@ def run(config: Config, run: Run) -> dict[str, float]:
     return {
         "test_accuracy": test.accuracy,
         "test_loss": test.loss,
-        "val_accuracy": run.history("epoch")[-1]["val_accuracy"],  # the last epoch's, as recorded
+        "val_accuracy": run.evaluations()[-1]["val_accuracy"],  # the last evaluation, as recorded
         "parameters": sum(p.numel() for p in model.parameters()),
     }
 

@@ -308,7 +308,7 @@ def one_rung(config: Config, run: Run) -> dict[str, float]:
 
     # the costs of the model as trained, measured here and now
     images = data.test.inputs
-    last = run.history("epoch")[-1]
+    last = run.evaluations()[-1]
     return {
         "test_accuracy": test.accuracy,
         "test_loss": test.loss,
