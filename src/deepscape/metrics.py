@@ -269,6 +269,7 @@ for _name, _higher, _format, _description in [
     ("test_accuracy_drop", False, "{:.2%}", "test accuracy lost under a change"),
     # the lesson is the failure: a model that generalised would be the surprise
     ("long_parity_accuracy", False, "{:.2%}", "accuracy on parity strings longer than trained on"),
+    ("reverse_accuracy", False, "{:.2%}", "facts 'A is B', trained one way, recalled as 'B is A'"),
     ("loss_prediction_error", False, "{:.2%}", "error of a scaling law's predicted loss"),
     ("mean_relative_score", True, "{:.2%}", "mean score relative to a reference"),
     ("hallucination_rate_ratio", False, "{:.2f}", "hallucination rate relative to a baseline"),
@@ -281,5 +282,15 @@ for _name, _higher, _format, _description in [
     ("psnr_gain_db", True, "{:+.2f} dB", "PSNR above bicubic upsampling's on the same images"),
     ("class_accuracy", True, "{:.2%}", "share of generated images judged the class asked for"),
     ("papers_with_your_number", True, "{}", "essential papers your runs put a number beside"),
+    # captions (pycocoevalcap computes them; vision/201/image-to-text)
+    ("bleu_1", True, "{:.4f}", "BLEU-1: unigram precision of captions (pycocoevalcap)"),
+    ("bleu_2", True, "{:.4f}", "BLEU-2: up to bigrams (pycocoevalcap)"),
+    ("bleu_3", True, "{:.4f}", "BLEU-3: up to trigrams (pycocoevalcap)"),
+    ("bleu_4", True, "{:.4f}", "BLEU-4: up to 4-grams, the papers' BLEU (pycocoevalcap)"),
+    ("meteor", True, "{:.4f}", "METEOR: unigram matches with stems and synonyms (Java)"),
+    ("rouge_l", True, "{:.4f}", "ROUGE-L: longest common subsequence F-score"),
+    ("cider_over_nearest", True, "{:.2f}×", "CIDEr over nearest-neighbour retrieval's, same test"),
+    ("grounding", True, "{:.2%}", "captions naming a scene's two items and how they lie"),
+    ("exact_grounding", True, "{:.2%}", "captions saying all a scene holds, sizes too"),
 ]:
     register(_name, higher_is_better=_higher, format=_format, description=_description)
