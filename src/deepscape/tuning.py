@@ -46,8 +46,8 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from deepscape.config import ConfigError
-from deepscape.generate import as_lm, common_prefix, continuation_logprobs, generate, last_position
-from deepscape.models.language import answer_forms
+from deepscape.generate import as_lm, common_prefix, generate, last_position
+from deepscape.models.language import label_logprobs
 
 IGNORE = -100  # the label of a position whose token is not learned (cross-entropy's ignore_index)
 # every linear projection of a Llama block (SmolLM2's): attention, then the SwiGLU MLP
@@ -443,26 +443,13 @@ def label_scores(
     progress: bool = True,
     description: str = "scoring labels",
 ) -> Tensor:
-    """log P(the answer starts with label | prompt) "n labels", summed over the label's
-    surface forms (`answer_forms`), as `zero_shot_scores` reads an LLM; `shots` come before
-    each prompt. The prompts go in batches of similar length, their common start computed once
-    (`continuation_logprobs`)."""
-    forms = [[tokenizer.encode(f, add_special_tokens=False) for f in answer_forms(label)]
-             for label in labels]  # fmt: skip
-    label_of_form = torch.tensor([j for j, fs in enumerate(forms) for _ in fs])
+    """log P(the answer starts with label | prompt) "n labels", read as `zero_shot_scores` reads
+    an LLM (`models.language.label_logprobs`), with the chat turns of `shots` before each
+    prompt and any LoRA merged into the weights while it reads."""
     ids = [chat_prompt_ids(tokenizer, p, shots=shots) for p in prompts]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    scores = torch.empty(len(ids), len(labels))
-    batches = range(0, len(ids), batch_size)
     with merged(model) as measured:
-        for start in track(batches, description=description, transient=True, disable=not progress):
-            rows = order[start : start + batch_size]
-            per_form = continuation_logprobs(measured, [ids[i] for i in rows],
-                                             [f for fs in forms for f in fs])  # fmt: skip
-            scores[rows] = torch.stack(
-                [per_form[:, label_of_form == j].logsumexp(1) for j in range(len(labels))], 1
-            )
-    return scores
+        return label_logprobs(measured, tokenizer, ids, labels, batch_size=batch_size,
+                              progress=progress, description=description)  # fmt: skip
 
 
 def label_accuracy(

@@ -272,15 +272,40 @@ def zero_shot_scores(
     from `deepscape.generate.continuation_logprobs`, which computes a batch's common start
     (system prompt, question) once and reuses its keys and values (the KV cache); `autocast`
     computes in bfloat16."""
-    tokenizer, model = llm.tokenizer, llm.model
+    prompts = [prompt_ids(llm.tokenizer, question, text) for text in texts]
+    return label_logprobs(
+        llm.model,
+        llm.tokenizer,
+        prompts,
+        labels,
+        batch_size=batch_size,
+        autocast=autocast,
+        progress=progress,
+        description=description,
+    )
+
+
+def label_logprobs(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Sequence[int]],
+    labels: Sequence[str],
+    *,
+    batch_size: int = 16,
+    autocast: bool = False,
+    progress: bool = True,
+    description: str = "asking the LLM",
+) -> torch.Tensor:
+    """log P(the answer starts with label | prompt) "n classes" for prompts given as token ids:
+    a label's probability sums its surface forms, a form's multiplies its tokens'. Prompts go in
+    batches of similar length (little padding), each batch's common start computed once."""
     forms = [[tokenizer.encode(f, add_special_tokens=False) for f in answer_forms(label)]
              for label in labels]  # fmt: skip
     label_of_form = torch.tensor([j for j, fs in enumerate(forms) for _ in fs])
     device = next(model.parameters()).device
-    prompts = [prompt_ids(tokenizer, question, text) for text in texts]
-    scores = torch.empty(len(texts), len(labels))
-    order = sorted(range(len(texts)), key=lambda i: len(prompts[i]))  # little padding
-    batches = range(0, len(texts), batch_size)
+    scores = torch.empty(len(prompts), len(labels))
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # little padding
+    batches = range(0, len(prompts), batch_size)
     for start in track(batches, description=description, transient=True, disable=not progress):
         rows = order[start : start + batch_size]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):

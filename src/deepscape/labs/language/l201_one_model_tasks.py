@@ -22,6 +22,7 @@ from pathlib import Path
 
 from deepscape.data import DataUnavailable, get_dataset
 from deepscape.data.factbook import Country, countries, sentences
+from deepscape.data.qa import load_babi
 from deepscape.labs.language.l101_transfer import SENTIMENT, TASKS
 from deepscape.tuning import Example
 
@@ -170,26 +171,12 @@ def babi(data_dir: Path | None, n: int, seed: int) -> Task:
     """bAbI task 1 (Weston et al. 2015): a short story of people moving about, then "Where is
     Mary?". The story up to the question is the text; its answer is one place."""
     folder = _needs(data_dir, "babi-qa1/qa1_single-supporting-fact_test.txt", "babi")
-    parts = {split: _babi_items(folder / "babi-qa1" / f"qa1_single-supporting-fact_{split}.txt")
-             for split in ("test", "train")}  # fmt: skip
+    parts = {split: [Item("\n".join([*q.story, "", q.question]), (q.answer,)) for q in questions]
+             for split, questions in load_babi(folder, task=1).items()}  # fmt: skip
     test = _sample(parts["test"], n, seed)
     source = f"{folder / 'babi-qa1'} (en-10k)"
     return Task("where is (bAbI 1)", "Read the story and answer with one word.", "exact match",
                 test, parts["train"], source, max_new_tokens=6)  # fmt: skip
-
-
-def _babi_items(path: Path) -> list[Item]:
-    items, story = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        number, text = line.split(" ", 1)
-        if number == "1":
-            story = []
-        if "\t" in text:
-            question, answer, _support = text.split("\t")
-            items.append(Item("\n".join([*story, "", question.strip()]), (answer.strip(),)))
-        else:
-            story.append(text.strip())
-    return items
 
 
 def arithmetic(n: int, seed: int, digits: int = 2) -> Task:
