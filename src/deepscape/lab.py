@@ -18,9 +18,10 @@ from typing import Any
 
 from accelerate.utils import set_seed
 
-from deepscape import landscape, metrics
+from deepscape import distributed, landscape, metrics
 from deepscape.config import ConfigError, apply_overrides
 from deepscape.data import DataUnavailable
+from deepscape.devices import resolve_device
 from deepscape.runs import Run, RunStore, current_process, machine
 from deepscape.tracking import WandbTracker
 
@@ -57,22 +58,38 @@ def run_lab(
     the_map = landscape.load()
     lab = the_map.lab(name)
     module = lab.module()
-    if resume:
-        run, config, wall_before = _reopen(store, lab, resume, list(overrides), module.Config)
-    else:
-        config = apply_overrides(module.Config(), overrides)
+    config = apply_overrides(module.Config(), [] if resume else overrides)
+    if distributed.processes() > 1:  # under a launcher: join the others before opening the run
+        distributed.start(cpu=resolve_device(getattr(config, "device", "auto")).type == "cpu")
+
+    def open_run() -> Run:
+        if resume:
+            return _reopen(store, lab, resume, list(overrides))
         target = {**dataclasses.asdict(lab.target), "reached": None}
-        run = store.create(lab.id, dataclasses.asdict(config), target=target, **(tags or {}))
-        wall_before = 0.0
+        return store.create(
+            lab.id,
+            dataclasses.asdict(config),
+            target=target,
+            processes=distributed.processes(),  # fixes the run's global batch (deepscape.train)
+            **(tags or {}),
+        )
+
+    # one run, opened by the main process; the others work on a private copy of its files
+    run = distributed.shared_run(open_run)
+    main = distributed.is_main()
+    if resume:
+        config = run.config_as(module.Config)
+    elif main:
         missing = landscape.missing_prerequisites(lab, landscape.progress(the_map, store))
         if missing:
             notify(
                 f"note: {lab.id} builds on {', '.join(missing)}, whose target you have not "
                 "reached yet — running it anyway."
             )
-    run.show_progress = show_progress
+    wall_before = float(run.summary.get("wall_seconds") or 0.0) if resume else 0.0
+    run.show_progress = show_progress and main
     on_start(run)
-    tracker = WandbTracker(run, lab=lab.id, warn=notify) if wandb else None
+    tracker = WandbTracker(run, lab=lab.id, warn=notify) if wandb and main else None
 
     set_seed(config.seed)
     started = time.perf_counter()
@@ -104,6 +121,10 @@ def run_lab(
         if tracker:
             tracker.finish("failed")
         raise
+    finally:
+        distributed.discard_replica(run)  # a non-main process's private copy; main's is kept
+    if not main:  # the main process records how the run ended
+        return run
     run.commit_history()
     run.checkpoint_path.unlink(missing_ok=True)  # a finished run has nothing left to resume
     run.update_summary(
@@ -131,9 +152,7 @@ def judged(target: landscape.Target, metrics: dict[str, Any], dataset: str | Non
     }
 
 
-def _reopen(
-    store: RunStore, lab: landscape.Lab, run_id: str, overrides: list[str], config_type: type
-) -> tuple[Run, Any, float]:
+def _reopen(store: RunStore, lab: landscape.Lab, run_id: str, overrides: list[str]) -> Run:
     run = store.get(run_id)
     summary = run.summary
     if summary["lab"] != lab.id:
@@ -142,9 +161,8 @@ def _reopen(
         raise ConfigError(f"run {run.id} is {run.status}: only an interrupted run can be resumed")
     if overrides:
         raise ConfigError("a resumed run keeps its config: drop the key=value overrides")
-    config = run.config_as(config_type)
     run.update_summary(status="running", process=current_process(), resume_with=None)
-    return run, config, float(summary.get("wall_seconds") or 0.0)
+    return run
 
 
 def best_epoch(run: Run) -> dict[str, Any]:

@@ -29,13 +29,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from deepscape.config import closest
+from deepscape.config import ConfigError, closest
 
 STATUSES = ("running", "finished", "failed", "interrupted")
 
 
 class RunNotFound(LookupError):
     """No run with that id in the store."""
+
+
+class RunConflict(ConfigError):
+    """A run to import has the id of a different run already in the store."""
 
 
 def default_home() -> Path:
@@ -233,11 +237,51 @@ class RunStore:
             selected.append(run)
         return selected
 
+    def import_runs(self, folders: list[Path]) -> tuple[list[str], list[str]]:
+        """Copy runs recorded elsewhere (another machine's store) into this one; returns the ids
+        imported and those skipped because this store already holds them, byte for byte. Each
+        folder is a run's folder or a store of runs. Nothing is copied when any run's id is
+        taken here by a different run."""
+        found = []
+        for folder in map(Path, folders):
+            if (folder / "summary.json").exists():
+                found.append(folder)
+            elif folder.is_dir() and (runs := RunStore(folder).list()):
+                found += [run.dir for run in runs]
+            else:
+                raise RunNotFound(f"{folder} is neither a run's folder nor a folder of runs")
+        new, same = [], []
+        for source in found:
+            here = self.root / source.name
+            if not here.exists():
+                new.append(source)
+            elif _same_files(source, here):
+                same.append(source.name)
+            else:
+                raise RunConflict(
+                    f"run {source.name} is already in {self.root} with other content: "
+                    "delete one of the two (deepscape runs delete) and import again"
+                )
+        self.root.mkdir(parents=True, exist_ok=True)
+        for source in new:  # copied aside, then renamed: never a half-copied run in the store
+            aside = self.root / f".importing-{source.name}"
+            shutil.copytree(source, aside / source.name, dirs_exist_ok=True)
+            os.replace(aside / source.name, self.root / source.name)
+            aside.rmdir()
+        return [source.name for source in new], same
+
     def delete(self, run: Run) -> None:
         """Remove a run's folder (renamed first, so a half-deleted run never looks like a run)."""
         trash = self.root / f".deleting-{run.id}"
         os.replace(run.dir, trash)
         shutil.rmtree(trash)
+
+
+def _same_files(a: Path, b: Path) -> bool:
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    return files(a) == files(b)
 
 
 def _same(value: Any, text: str) -> bool:

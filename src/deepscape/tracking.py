@@ -45,7 +45,9 @@ class WandbTracker:
             self.wandb_run = wandb.init(
                 project=PROJECT,
                 name=run.id,
-                id=run.id.replace(".", "-"),
+                # a run started by a sweep agent (`deepscape agent`) is the sweep's: the agent
+                # chose its W&B id (WANDB_RUN_ID), which W&B reads when none is given
+                id=None if os.environ.get("WANDB_SWEEP_ID") else run.id.replace(".", "-"),
                 group=lab,
                 config=run.config,
                 dir=str(run.dir),

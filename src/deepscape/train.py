@@ -23,6 +23,7 @@ divergence check, the progress bar — for labs that write their own loop too.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import os
@@ -38,8 +39,8 @@ from safetensors.torch import save_model
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from deepscape import metrics
-from deepscape.config import TrainConfig
+from deepscape import distributed, metrics
+from deepscape.config import ConfigError, TrainConfig
 from deepscape.data import LengthGroupedBatches, whole_batch
 from deepscape.devices import device_and_precision
 from deepscape.loop import CorruptCheckpoint, Loop, TrainingDiverged
@@ -66,9 +67,13 @@ class Trainer:
     """Trains a model on `task` and records it in `run`."""
 
     def __init__(self, config: TrainConfig, run: Run, *, task: Task, progress: bool | None = None):
-        self.config, self.run, self.task = config, run, task
+        self.run, self.task = run, task
         self.show_progress = run.show_progress if progress is None else progress
-        torch.set_num_threads(config.threads or os.cpu_count() or 1)
+        # processes launched on one machine share its cores: more threads than cores spin-wait
+        # on each other (two digits processes of two threads each on 2 cores: 19 s, not 1.7 s)
+        torch.set_num_threads(
+            config.threads or max(1, (os.cpu_count() or 1) // distributed.local_processes())
+        )
         # Accelerate keeps one AcceleratorState per process and refuses a second precision. The
         # next run in the same process (a notebook, a benchmark, a sweep) may want another, so the
         # per-run state is reset; the process group (PartialState) is kept.
@@ -77,6 +82,7 @@ class Trainer:
         self.accelerator = Accelerator(
             cpu=device.type == "cpu", mixed_precision=PRECISION[self.precision]
         )
+        self.config = data_parallel(config, run, self.accelerator.num_processes)
         # made once (and their library imported here, not on the training clock), reset for
         # every evaluation
         self.metrics = {"loss": metrics.get("loss").make(), **task.metrics()}
@@ -106,7 +112,8 @@ class Trainer:
         cfg, acc, task = self.config, self.accelerator, self.task
         if cfg.grad_accum < 1:
             raise ValueError(f"grad_accum={cfg.grad_accum}: give 1 or more micro-batches a step")
-        train_loader = self.loader(train, shuffle=True, collate=collate)
+        # Under N processes each takes every N-th batch: an epoch is N times fewer steps
+        train_loader = acc.prepare_data_loader(self.loader(train, shuffle=True, collate=collate))
         steps_per_epoch = max(1, len(train_loader) // cfg.grad_accum)
         total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
         eval_every = cfg.eval_every or steps_per_epoch
@@ -114,12 +121,12 @@ class Trainer:
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer = make_optimizer(model, cfg, lr_scales)
+        # The schedule is counted in our steps, which already know the process count; so it is
+        # not handed to Accelerate, whose wrapper would advance it N times a step.
         scheduler = make_schedule(optimizer, cfg, total_steps=total_steps)
-        model, optimizer, train_loader, scheduler = acc.prepare(
-            model, optimizer, train_loader, scheduler
-        )
+        model, optimizer = acc.prepare(model, optimizer)
         validation_loader = self.loader(validation, shuffle=False, collate=collate)
-        watched = UpdateWatcher(model)
+        watched = UpdateWatcher(acc.unwrap_model(model))  # names without DDP's `module.`
         # the slow weights are part of the training state: checkpoints carry them
         lookahead = Lookahead(model, total_steps=total_steps) if cfg.lookahead else None
         saved = {"model": acc.unwrap_model(model), "optimizer": optimizer, "scheduler": scheduler}
@@ -148,14 +155,17 @@ class Trainer:
                 # every call, and we accumulate gradients ourselves
                 optimizer.optimizer.zero_grad(set_to_none=True)
                 loss_value = 0.0
-                for _ in range(cfg.grad_accum):
+                for micro in range(cfg.grad_accum):
                     batch = next(batches)
                     if task.augment is not None:
                         batch = task.augment(batch)
                     batch = self.place(batch)
-                    with self.autocast():
-                        loss, outputs = task.loss(model, batch)
-                    self.backward(loss / cfg.grad_accum if cfg.grad_accum > 1 else loss)
+                    # across processes, gradients are averaged once a step, after the last one
+                    last = micro == cfg.grad_accum - 1
+                    with contextlib.nullcontext() if last else acc.no_sync(model):
+                        with self.autocast():
+                            loss, outputs = task.loss(model, batch)
+                        self.backward(loss / cfg.grad_accum if cfg.grad_accum > 1 else loss)
                     loss_value += loss.item() / cfg.grad_accum
                     for name, count in task.train_counts(outputs, batch).items():
                         sums[name] = sums.get(name, 0) + count
@@ -165,7 +175,8 @@ class Trainer:
                 if watch:
                     watched.remember()
                 optimizer.step()
-                scheduler.step()
+                if not optimizer.step_was_skipped:  # fp16's scaler skips a step with inf grads
+                    scheduler.step()
                 record = {
                     "kind": "step",
                     "step": step,
@@ -184,12 +195,13 @@ class Trainer:
                 if loop.step % eval_every and loop.step < total_steps:
                     continue
                 val = self.evaluate(model, validation_loader, batches=cfg.eval_batches)
+                loss_sum, examples, sums = self.summed(loss_sum, examples, sums)
                 train_metrics = {f"train_{k}": float(v) / examples for k, v in sums.items()}
                 evaluation = {
                     "kind": "epoch" if by_epoch else "eval",
                     **({"epoch": epoch} if by_epoch else {"epoch": loop.step / steps_per_epoch}),
                     "step": loop.step,
-                    "train_loss": loss_sum / losses,
+                    "train_loss": loss_sum / (losses * acc.num_processes),
                     **train_metrics,
                     **{f"val_{k}": v for k, v in val.items()},
                 }
@@ -214,6 +226,18 @@ class Trainer:
                     pass
                 loop.restore_random_state()
             yield from epoch_batches
+
+    def summed(
+        self, loss_sum: float, examples: int, sums: dict[str, Any]
+    ) -> tuple[float, int, dict[str, float]]:
+        """The training numbers since the last evaluation, summed over every process (each saw
+        its own shard of the data); as they are with one process."""
+        if self.accelerator.num_processes == 1:
+            return loss_sum, examples, sums
+        values = [loss_sum, examples, *(float(v) for v in sums.values())]
+        local = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
+        total = self.accelerator.reduce(local, "sum").tolist()
+        return total[0], int(total[1]), dict(zip(sums, total[2:], strict=True))
 
     def describe(self, evaluation: dict[str, Any], epoch: int, by_epoch: bool) -> str:
         where = f"step {evaluation['step']}"
@@ -302,6 +326,8 @@ class Trainer:
             with self.autocast():
                 loss, outputs = self.task.loss(model, batch)
             outputs, batch = self.accelerator.gather_for_metrics((outputs, batch))
+            if self.accelerator.num_processes > 1:  # each process's loss is of its own shard
+                loss = self.accelerator.reduce(loss.detach(), "mean")
             yield outputs, batch, loss.float()
 
     def loader(
@@ -317,6 +343,30 @@ class Trainer:
             shuffle=shuffle,
             collate_fn=collate or whole_batch,
         )
+
+
+def data_parallel(config: TrainConfig, run: Run, processes: int) -> TrainConfig:
+    """The config each of `processes` processes trains with.
+
+    batch_size is per process: under N processes a step learns from N × batch_size examples
+    (the global batch), and the LR is N × lr — the linear scaling rule (Goyal et al. 2017): N
+    times the examples per step, N times the step, so an epoch of N times fewer steps moves the
+    weights about as far. N is the process count the run started with (its summary keeps it),
+    so a resume on M processes splits the same global batch M ways and takes the same steps,
+    with the same schedule and LR, as the run it continues."""
+    started_with = int(run.summary.get("processes", processes))
+    if started_with == 1 and processes == 1:
+        return config
+    global_batch = config.batch_size * started_with
+    if global_batch % processes:
+        raise ConfigError(
+            f"run {run.id} learns from {global_batch} examples a step, which {processes} "
+            f"processes cannot share: launch it on a number of processes that divides "
+            f"{global_batch}"
+        )
+    return dataclasses.replace(
+        config, batch_size=global_batch // processes, lr=config.lr * started_with
+    )
 
 
 class UpdateWatcher:

@@ -1,7 +1,9 @@
-"""`deepscape sweep` and `deepscape compare`: the experiment manager's commands."""
+"""`deepscape sweep`, `agent` and `compare`: the experiment manager's commands."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -161,6 +163,35 @@ def compare(
         out.print(f"figure: {figure}")
 
 
+@app.command()
+def agent(
+    sweep_id: Annotated[
+        str, typer.Argument(metavar="SWEEP_ID", help="the W&B sweep (`sweep … --wandb --agent`)")
+    ],
+    count: Annotated[int, typer.Option(help="runs to take from the sweep (0: until it ends)")] = 0,
+    home: Home = None,
+) -> None:
+    """Run runs of a W&B sweep on this machine, recorded in this machine's run store; start one
+    agent on every machine that should help, then `runs import` gathers the runs in one store."""
+    import wandb
+
+    from deepscape.tracking import PROJECT, logged_in
+
+    if count < 0:
+        err.print(f"[red]error:[/] --count {count}: give 0 (until the sweep ends) or more")
+        raise typer.Exit(2)
+    if not logged_in():  # W&B would ask for a key on the terminal, or fail inside its agent
+        err.print("[red]error:[/] an agent takes its runs from W&B: run `wandb login` first")
+        raise typer.Exit(2)
+    # The agent starts each run as the sweep's command, `deepscape run LAB --wandb key=value …`:
+    # with this store as its home, and this environment's deepscape first on the PATH.
+    os.environ["DEEPSCAPE_HOME"] = str(RunStore(home).root.resolve())
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    err.print(f"agent for W&B sweep [cyan]{sweep_id}[/]: runs go to {os.environ['DEEPSCAPE_HOME']}")
+    project = None if sweep_id.count("/") == 2 else PROJECT  # entity/project/id names its own
+    wandb.agent(sweep_id, project=project, count=count or None)
+
+
 def _register_with_wandb(the_sweep, wandb: bool, as_json: bool) -> None:
     from deepscape.sweep import register_sweep, sweep_config
 
@@ -178,7 +209,7 @@ def _register_with_wandb(the_sweep, wandb: bool, as_json: bool) -> None:
         return
     out.print(
         f"W&B sweep [cyan]{sweep_id}[/] registered. On each machine: "
-        f"[cyan]wandb agent {sweep_id}[/]"
+        f"[cyan]deepscape agent {sweep_id}[/]"
     )
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
-from deepscape import landscape, papers
+from deepscape import distributed, landscape, papers
 from deepscape.cli.common import (
     AsJson,
     Home,
@@ -21,7 +21,7 @@ from deepscape.cli.common import (
     print_json,
     runs_table,
 )
-from deepscape.config import apply_overrides, describe, format_value
+from deepscape.config import TrainConfig, apply_overrides, describe, format_value
 from deepscape.lab_config import config_class
 from deepscape.runs import Run, RunStore
 
@@ -104,6 +104,14 @@ def _progress_text(progress: landscape.LabProgress, lab: landscape.Lab) -> str:
 
 
 # -- one lab's card -------------------------------------------------------------------------------
+# what batch_size and lr mean under a launcher: deepscape.train.data_parallel applies it
+DATA_PARALLEL = (
+    "batch_size is per process, so a step learns from N × batch_size examples, and lr is "
+    "multiplied by N (the linear scaling rule); a resume keeps the N the run started with. "
+    "See docs/distributed.md."
+)
+
+
 @app.command()
 def show(
     lab_name: Annotated[str, typer.Argument(metavar="LAB|PAPER")],
@@ -122,6 +130,7 @@ def show(
         lab = found
         done = landscape.progress(the_map, store)
         options = describe(config_class(lab)) if lab.available else []
+        trains = lab.available and issubclass(config_class(lab), TrainConfig)
         recent = [r.summary for r in store.list(lab.id)][-5:]
     if as_json:
         print_json(
@@ -132,6 +141,7 @@ def show(
                     p: done[p].state == landscape.REACHED for p in lab.prerequisites
                 },
                 "options": options,
+                "data_parallel": DATA_PARALLEL if trains else None,
                 "progress": vars(done[lab.id]),
                 "recent_runs": recent,
             }
@@ -165,6 +175,8 @@ def show(
             shown = format_value(default) if isinstance(default, tuple) else repr(default)
             table.add_row(o["name"], o["type"], shown, o["help"])
         out.print(table)
+    if trains:
+        out.print(f"[bold]On N processes[/] (accelerate launch, torchrun): {DATA_PARALLEL}")
     if recent:
         runs_table(recent, lab.target.metric, title="Your last runs")
     elif lab.available:
@@ -286,15 +298,17 @@ def run(
             )
     except KeyboardInterrupt:
         run_ = created[0] if created else None
-        if run_ is not None:
+        if run_ is not None and distributed.is_main():  # one report, from the run's owner
             _report(run_, as_json)
             err.print(f"[yellow]interrupted[/] — resume with: {run_.summary.get('resume_with')}")
         raise typer.Exit(130) from None
     except (TrainingDiverged, CorruptCheckpoint) as error:  # expected failures: one line
-        _report(created[0], as_json)
+        if distributed.is_main():
+            _report(created[0], as_json)
         err.print(f"[red]error:[/] {error}", highlight=False)
         raise typer.Exit(1) from None
-    _report(the_run, as_json)
+    if distributed.is_main():  # under a launcher the other processes recorded nothing
+        _report(the_run, as_json)
 
 
 def _report(run_: Run, as_json: bool) -> None:

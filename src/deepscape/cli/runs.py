@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -21,7 +22,7 @@ from deepscape.cli.common import (
 from deepscape.config import ConfigError, closest
 from deepscape.runs import STATUSES, Run, RunStore
 
-runs_app = typer.Typer(help="List, show and delete recorded runs.")
+runs_app = typer.Typer(help="List, show, delete and import recorded runs.")
 app.add_typer(runs_app, name="runs")
 
 # -- the run store ---------------------------------------------------------------------------------
@@ -153,6 +154,26 @@ def runs_delete(
     for run_ in doomed:
         store.delete(run_)
     out.print(f"Deleted {len(doomed)} run{'s' * (len(doomed) != 1)}.")
+
+
+@runs_app.command("import")
+def runs_import(
+    folders: Annotated[list[Path], typer.Argument(metavar="FOLDER...", help="runs or run stores")],
+    home: Home = None,
+    as_json: AsJson = False,
+) -> None:
+    """Merge runs recorded on other machines into this store, so that `compare` sees them all
+    (runs already here, byte for byte, are skipped)."""
+    store = RunStore(home)
+    with one_line_errors():
+        imported, skipped = store.import_runs(folders)
+    if as_json:
+        print_json({"imported": imported, "skipped": skipped, "store": str(store.root)})
+        return
+    out.print(
+        f"Imported {len(imported)} run{'s' * (len(imported) != 1)} into {store.root}"
+        + (f"; {len(skipped)} already here" if skipped else "")
+    )
 
 
 def _with_live_status(run_: Run) -> dict[str, Any]:

@@ -1,0 +1,103 @@
+"""Data-parallel runs: the same lab under `accelerate launch` or `torchrun`, recorded once.
+
+A launcher starts N copies of `deepscape run LAB` and tells each its place in the environment
+(WORLD_SIZE, RANK, LOCAL_WORLD_SIZE). Each copy trains on its own shard of the training data and
+the gradients are averaged across them (Accelerate's DistributedDataParallel, in the trainer), so
+N copies learn one model from N × batch_size examples a step.
+
+The run store belongs to the main process (rank 0): it alone creates or reopens the run and
+writes records, checkpoints, weights and figures. It sends the run's files (config, summary,
+history, checkpoint) to the other processes, which keep them in a private folder that is thrown
+away at the end: the lab's code is the same on every process, reads what it needs (a resume's
+checkpoint), and nothing a non-main process writes reaches the store. Files travel as bytes in
+tensors, so processes on other machines need no shared disk. (torch is imported only where it is
+needed: the CLI asks `is_main` before it prints, and must answer at once.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from deepscape.config import ConfigError
+from deepscape.runs import Run
+
+# what a non-main process needs of the run to do what the main one does (a resume reads them all)
+SHARED_FILES = ("config.json", "summary.json", "history.jsonl", "checkpoint.pt")
+
+
+def processes() -> int:
+    """How many processes the launcher started (1 without a launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def local_processes() -> int:
+    """How many of them share this machine's cores."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+
+
+def is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def start(cpu: bool) -> None:
+    """Join the launcher's process group (gloo on CPUs, NCCL on GPUs) before anything needs it:
+    the trainer's Accelerator then finds it made."""
+    from accelerate import PartialState
+
+    PartialState(cpu=cpu)
+
+
+def shared_run(open_run: Callable[[], Run]) -> Run:
+    """`open_run()` (create or reopen the run) in the main process; the others receive its files
+    into a private folder. A mistake found while opening (a run that cannot be resumed) is raised
+    on every process, so none waits for files that never come."""
+    if processes() == 1:
+        return open_run()
+    if is_main():
+        try:
+            run = open_run()
+        except Exception as error:
+            _broadcast(json.dumps({"error": str(error)}).encode())
+            raise
+        names = [n for n in SHARED_FILES if (run.dir / n).exists()]
+        _broadcast(json.dumps({"id": run.id, "files": names}).encode())
+        for name in names:
+            _broadcast((run.dir / name).read_bytes())
+        return run
+    header = json.loads(_broadcast(None))
+    if "error" in header:
+        raise ConfigError(header["error"])
+    folder = Path(tempfile.mkdtemp(prefix="deepscape-replica-")) / header["id"]
+    folder.mkdir()
+    for name in header["files"]:
+        (folder / name).write_bytes(_broadcast(None))
+    return Run(folder)
+
+
+def discard_replica(run: Run) -> None:
+    """A non-main process's private copy of the run, removed when the run ends."""
+    if not is_main():
+        shutil.rmtree(run.dir.parent, ignore_errors=True)
+
+
+def _broadcast(data: bytes | None) -> bytes:
+    """Rank 0's `data` on every process: its length, then its bytes, as tensors (no pickle)."""
+    import torch
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    device = PartialState().device  # NCCL moves only GPU tensors
+    size = torch.tensor([len(data) if data is not None else 0], dtype=torch.int64, device=device)
+    dist.broadcast(size, src=0)
+    if data:
+        buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device)
+    else:
+        buffer = torch.empty(int(size.item()), dtype=torch.uint8, device=device)
+    if buffer.numel():
+        dist.broadcast(buffer, src=0)
+    return buffer.cpu().numpy().tobytes()

@@ -1,0 +1,237 @@
+"""Data-parallel runs under a launcher: two CPU processes (gloo) train vision/101/digits as one run.
+
+The launched tests start real processes through `torchrun` and `accelerate launch` (~10–15 s
+each: two interpreters import torch and meet before the first step).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deepscape import tracking
+from deepscape.cli import app
+from deepscape.config import ConfigError
+from deepscape.lab import run_lab
+from deepscape.labs.vision.l101_digits import Config
+from deepscape.runs import RunStore
+from deepscape.train import data_parallel
+
+BIN = Path(sys.executable).parent
+DOCS_CONFIG = Path(__file__).parents[1] / "docs" / "accelerate" / "cpu-2proc.yaml"
+DIGITS = "vision/101/digits"
+# Two processes at 32 examples each learn from 64 a step, at 2 × lr (the linear scaling rule);
+# one process at batch 64 and lr 6e-3 takes the same steps. Over seeds 0–2 the two differ by
+# ≤ 0.008 in test accuracy and ≤ 0.016 in test loss (data order, augmentation and dropout draws
+# differ), as much as one process differs from itself across seeds: the tolerances are ~2× that.
+ACCURACY_TOLERANCE, LOSS_TOLERANCE = 0.02, 0.04
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(launcher: list[str], *args: str, home: Path, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env.pop("DEEPSCAPE_HOME", None)
+    command = [*launcher, str(BIN / "deepscape"), "run", DIGITS, *args, "--home", str(home)]
+    with open(log.with_suffix(".out"), "w") as out, open(log.with_suffix(".err"), "w") as err:
+        return subprocess.Popen(command, stdout=out, stderr=err, env=env)
+
+
+def _finish(process: subprocess.Popen, log: Path) -> dict:
+    code = process.wait(timeout=300)
+    assert code == 0, log.with_suffix(".err").read_text()[-3000:]
+    return json.loads(log.with_suffix(".out").read_text())  # one report, from one process
+
+
+def _torchrun() -> list[str]:
+    return [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(_free_port())]
+
+
+def _steps_checkpointed(home: Path) -> int:
+    for progress in home.glob("*/progress.txt"):
+        try:
+            return int(progress.read_text().split("/")[0])
+        except (OSError, ValueError):
+            return 0
+    return 0
+
+
+def _steps_per_epoch(run) -> int:
+    return sum(1 for r in run.history("step") if r["epoch"] == 0)
+
+
+@pytest.mark.slow
+def test_two_processes_record_one_run_with_half_the_steps_and_the_same_learning(tmp_path):
+    home = tmp_path / "launched"
+    launched = _launch(_torchrun(), "epochs=3", "--json", home=home, log=tmp_path / "torchrun")
+    # meanwhile, in this process: one process at the per-process batch, and at the global batch
+    store = RunStore(tmp_path / "single")
+    per_process = run_lab(
+        DIGITS, ["epochs=1", "threads=1", "figures=false"], store=store, show_progress=False
+    )
+    same_global = run_lab(
+        DIGITS,
+        ["epochs=3", "batch_size=64", "lr=6e-3", "threads=1", "figures=false"],
+        store=store,
+        show_progress=False,
+    )
+    report = _finish(launched, tmp_path / "torchrun")
+
+    (run,) = RunStore(home).list()  # exactly one run recorded, by the main process
+    assert report["run_id"] == run.id and run.status == "finished"
+    assert run.summary["processes"] == 2
+    assert len(run.figures()) == 4 and run.weights_path.exists()
+    assert _steps_per_epoch(run) == math.ceil(_steps_per_epoch(per_process) / 2)
+    assert _steps_per_epoch(run) == _steps_per_epoch(same_global)
+    assert [e["step"] for e in run.history("epoch")] == [21, 42, 63]
+    metrics, reference = report["metrics"], same_global.summary["metrics"]
+    assert metrics["test_accuracy"] >= 0.97  # learnt: the issue's check asks ≥ 0.98 of seed 0
+    assert metrics["test_accuracy"] == pytest.approx(
+        reference["test_accuracy"], abs=ACCURACY_TOLERANCE
+    )
+    assert metrics["test_loss"] == pytest.approx(reference["test_loss"], abs=LOSS_TOLERANCE)
+
+
+@pytest.mark.slow
+def test_accelerate_launch_with_the_documented_config_records_one_run(tmp_path):
+    home = tmp_path / "launched"
+    accelerate = [str(BIN / "accelerate"), "launch", "--config_file", str(DOCS_CONFIG)]
+    accelerate += ["--main_process_port", str(_free_port())]
+    args = ["epochs=1", "model=mlp", "figures=false", "--json"]
+    report = _finish(
+        _launch(accelerate, *args, home=home, log=tmp_path / "accelerate"), tmp_path / "accelerate"
+    )
+    (run,) = RunStore(home).list()
+    assert report["run_id"] == run.id and run.status == "finished"
+    assert run.summary["processes"] == 2
+    assert _steps_per_epoch(run) == 21  # 1,293 training images, 2 × 32 a step
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_launcher_leaves_one_interrupted_run_that_resumes_on_one_process(tmp_path):
+    home = tmp_path / "launched"
+    args = ["epochs=8", "model=mlp", "batch_size=8", "checkpoint_every=0", "figures=false"]
+    launched = _launch(_torchrun(), *args, home=home, log=tmp_path / "first")
+    deadline = time.monotonic() + 180
+    while _steps_checkpointed(home) < 162:  # two epochs of 81 steps
+        assert launched.poll() is None, (tmp_path / "first.err").read_text()[-3000:]
+        assert time.monotonic() < deadline, "no second checkpoint after 180 s"
+        time.sleep(0.01)
+    launched.send_signal(signal.SIGINT)  # to the launcher alone, as Ctrl-C reaches it
+    assert launched.wait(timeout=60) != 0
+
+    (run,) = RunStore(home).list()
+    assert run.status == "interrupted" and run.checkpoint_path.exists()
+    done = len(run.history("epoch"))
+    assert 2 <= done < 8
+    assert not list(Path(tempfile.gettempdir()).glob(f"deepscape-replica-*/{run.id}"))
+
+    # one process continues the run with the same global batch: 16 a step, 81 steps an epoch
+    resumed = run_lab(DIGITS, resume=run.id, store=RunStore(home), show_progress=False)
+    assert resumed.id == run.id and resumed.status == "finished"
+    assert [e["step"] for e in resumed.history("epoch")] == [81 * (i + 1) for i in range(8)]
+    assert resumed.summary["metrics"]["test_accuracy"] >= 0.9
+
+
+def test_a_resume_keeps_the_global_batch_and_lr_of_the_runs_first_launch(store):
+    config = Config(batch_size=32, lr=3e-3)
+    started_on_two = store.create(DIGITS, {}, processes=2)
+    on_one = data_parallel(config, started_on_two, processes=1)
+    assert (on_one.batch_size, on_one.lr) == (64, 6e-3)
+    on_four = data_parallel(config, started_on_two, processes=4)
+    assert (on_four.batch_size, on_four.lr) == (16, 6e-3)
+    assert data_parallel(config, store.create(DIGITS, {}, processes=1), processes=1) is config
+    with pytest.raises(ConfigError, match="launch it on a number of processes that divides 64"):
+        data_parallel(config, started_on_two, processes=3)
+    card = json.loads(_cli("show", DIGITS, "--json").stdout)["data_parallel"]
+    assert "batch_size is per process" in card and "lr is multiplied by N" in card
+
+
+# -- sweeps across machines: an agent on each, then one store -------------------------------------
+QUICK = ["model=linear", "epochs=1", "figures=false", "threads=1"]
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def test_runs_import_merges_other_machines_stores_so_compare_sees_them(tmp_path, store):
+    machines = [RunStore(tmp_path / name) for name in ("machine-a", "machine-b")]
+    ids = [
+        run_lab(DIGITS, [*QUICK, f"lr={lr}"], store=s, show_progress=False).id
+        for s, lr in zip(machines, (0.1, 0.01), strict=True)
+    ]
+    result = _cli("runs", "import", *(str(s.root) for s in machines), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["imported"] == ids
+    compared = json.loads(_cli("compare", *ids, "--json").stdout)
+    assert "lr" in compared["keys"]
+    assert {row["id"] for row in compared["rows"]} == set(ids)
+
+    again = json.loads(_cli("runs", "import", str(machines[0].root / ids[0]), "--json").stdout)
+    assert again == {"imported": [], "skipped": [ids[0]], "store": str(store.root)}
+
+    machines[0].get(ids[0]).update_summary(note="changed on machine A")
+    refused = _cli("runs", "import", str(machines[0].root))
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
+    assert f"error: run {ids[0]} is already in {store.root} with other content" in refused.stderr
+    assert "note" not in store.get(ids[0]).summary  # nothing copied over
+
+    missing = _cli("runs", "import", str(tmp_path / "nowhere"))
+    assert (
+        missing.exit_code == 2 and "neither a run's folder nor a folder of runs" in missing.stderr
+    )
+
+
+@pytest.mark.slow
+def test_agent_runs_the_sweeps_runs_into_this_machines_store(tmp_path, monkeypatch):
+    import wandb
+
+    from deepscape.lab_config import config_class
+    from deepscape.landscape import load
+    from deepscape.sweep import parse_spec, sweep_config
+
+    lab = load().lab(DIGITS)
+    registered = sweep_config(
+        parse_spec(lab.id, config_class(lab), ["lr=0.1,0.01", *QUICK]), lab.target
+    )
+    calls = []
+
+    def fake_agent(sweep_id, function=None, project=None, count=None):
+        """W&B's agent, without W&B: draws settings and runs the sweep's command for each."""
+        calls.append((sweep_id, project, count))
+        for lr in registered["parameters"]["lr"]["values"][:count]:
+            fixed = [
+                f"{k}={v['value']}" for k, v in registered["parameters"].items() if "value" in v
+            ]
+            command = [a for a in registered["command"] if a != "${args_no_hyphens}"]
+            subprocess.run([*command, f"lr={lr}", "seed=0", *fixed], check=True, env=os.environ)
+
+    monkeypatch.setattr(wandb, "agent", fake_agent)
+    monkeypatch.setattr(tracking, "logged_in", lambda: False)
+    refused = _cli("agent", "abc123")
+    assert refused.exit_code == 2 and "run `wandb login` first" in refused.stderr and not calls
+    monkeypatch.setattr(tracking, "logged_in", lambda: True)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the agent puts this environment's deepscape first
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    here = tmp_path / "this-machine"
+    result = _cli("agent", "abc123", "--count", "1", "--home", str(here))
+    assert result.exit_code == 0, result.output
+    assert calls == [("abc123", "deepscape", 1)]
+    (run,) = RunStore(here).list()
+    assert run.status == "finished" and run.config["lr"] == 0.1 and run.config["model"] == "linear"
