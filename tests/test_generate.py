@@ -16,6 +16,7 @@ from deepscape.generate import (
     continuation_logprobs,
     generate,
     next_token,
+    prefix_cache,
     top_k_filter,
     top_p_filter,
 )
@@ -279,6 +280,20 @@ def test_the_functions_drive_a_transformers_model_too(tiny_llama):
         atol=1e-4,
     )
     assert as_lm(as_lm(theirs)) is not None  # an adapter passes through
+
+
+@pytest.mark.parametrize("which", ["ours", "transformers"])
+def test_generation_from_a_shared_prefix_cache_equals_generation_from_the_whole_prompt(
+    which, tiny_llama
+):
+    model = tiny_llama[0] if which == "ours" else tiny_llama[1]
+    start, rests = [5, 9, 2, 7, 1], torch.randint(0, 64, (3, 4))
+    whole = torch.cat([torch.tensor([start] * 3), rests], dim=1)
+    prefix = prefix_cache(model, start, max_length=whole.shape[1] + 8)
+    new = generate(model, rests, max_new_tokens=8, greedy=True, prefix=prefix)
+    assert torch.equal(new, generate(model, whole, max_new_tokens=8, greedy=True))
+    again = generate(model, rests[:1], max_new_tokens=8, greedy=True, prefix=prefix)
+    assert torch.equal(again, new[:1])  # the prefix is copied, never appended to
 
 
 # -- SmolLM2-135M ---------------------------------------------------------------------------------

@@ -170,10 +170,15 @@ def generate(
     stop_tokens: Sequence[int] = (),
     greedy: bool = False,
     generator: torch.Generator | None = None,
+    prefix: Cache | None = None,
 ) -> Tensor:
     """The new token ids "b n" after prompts ids "b t" (or one prompt "t"; a batch's prompts
     have one length). A row ends at its first stop token (kept); rows that end before the others
     repeat it. Generation ends when every row has, or after `max_new_tokens`.
+
+    `prefix`: a cache that already holds a start every prompt shares (`prefix_cache`), and
+    `ids` what comes after it — a few-shot prompt's demonstrations are read once, not again for
+    each question.
 
     A text longer than our GPT's context (`block_size`) goes on from the last half of its
     window, read again into a fresh KV cache: the model never sees more than it was trained
@@ -182,8 +187,8 @@ def generate(
     ids = _as_batch(ids, _device(as_lm(model)))
     sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p,
                 "stop_tokens": stop_tokens, "greedy": greedy, "generator": generator}  # fmt: skip
-    if context is None or ids.shape[1] + max_new_tokens <= context:
-        return _generate(model, ids, max_new_tokens=max_new_tokens, **sampling)
+    if prefix is not None or context is None or ids.shape[1] + max_new_tokens <= context:
+        return _generate(model, ids, max_new_tokens=max_new_tokens, prefix=prefix, **sampling)
     if ids.shape[1] >= context:
         ids = ids[:, -(context // 2) :]
     new = ids.new_empty(ids.shape[0], 0)
@@ -210,10 +215,14 @@ def _generate(
     stop_tokens: Sequence[int],
     greedy: bool,
     generator: torch.Generator | None,
+    prefix: Cache | None = None,
 ) -> Tensor:
     """`generate` within one window of the model's context."""
     lm = as_lm(model)
-    cache = lm.new_cache(ids.shape[1] + max_new_tokens)
+    if prefix is None:
+        cache = lm.new_cache(ids.shape[1] + max_new_tokens)
+    else:  # a copy of the shared start for each row, each appended to by the passes
+        cache = prefix.select(torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device))
     logits = lm(ids, cache, last_position(ids))[:, -1]
     stops = torch.tensor(list(stop_tokens), dtype=torch.long, device=ids.device)
     ended = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
@@ -279,6 +288,17 @@ def beam_search(
 
 
 # -- scoring --------------------------------------------------------------------------------------
+@torch.inference_mode()
+def prefix_cache(model: Any, ids: Sequence[int], *, max_length: int) -> Cache:
+    """A cache holding the keys and values of `ids`, for `generate(…, prefix=)`; `max_length`:
+    the longest sequence it will be part of (our GPT allocates its cache once)."""
+    lm = as_lm(model)
+    cache = lm.new_cache(max_length)
+    start = torch.tensor([list(ids)], device=_device(lm))
+    lm(start, cache, last_position(start))
+    return cache
+
+
 def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
     """How many first tokens all `sequences` share (leaving each at least one of its own)."""
     shortest = min(len(s) for s in sequences)

@@ -46,7 +46,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from deepscape.config import ConfigError
-from deepscape.generate import as_lm, common_prefix, generate, last_position
+from deepscape.generate import as_lm, common_prefix, generate, last_position, prefix_cache
 from deepscape.models.language import label_logprobs
 
 IGNORE = -100  # the label of a position whose token is not learned (cross-entropy's ignore_index)
@@ -488,11 +488,17 @@ def answers(
     out = [""] * len(prompts)
     stop = end_of_turn(tokenizer)
     groups = [rows[s : s + 32] for rows in by_length.values() for s in range(0, len(rows), 32)]
+    # the start every prompt shares (system prompt, demonstrations) is read once
+    shared = common_prefix(ids) if len(ids) > 1 else 0
     with merged(model) as measured:
+        prefix = None
+        if shared:
+            longest = max(map(len, ids)) + max_new_tokens
+            prefix = prefix_cache(measured, ids[0][:shared], max_length=longest)
         for rows in track(groups, description=description, transient=True, disable=not progress):
-            prompt = torch.tensor([ids[i] for i in rows])
+            prompt = torch.tensor([ids[i][shared:] for i in rows])
             new = generate(measured, prompt, max_new_tokens=max_new_tokens, greedy=True,
-                           stop_tokens=[stop])  # fmt: skip
+                           stop_tokens=[stop], prefix=prefix)  # fmt: skip
             for i, tokens in zip(rows, new.tolist(), strict=True):
                 tokens = tokens[: tokens.index(stop)] if stop in tokens else tokens
                 out[i] = tokenizer.decode(tokens, skip_special_tokens=True)
