@@ -282,6 +282,17 @@ for _name, _higher, _format, _description in [
     ("psnr_gain_db", True, "{:+.2f} dB", "PSNR above bicubic upsampling's on the same images"),
     ("class_accuracy", True, "{:.2%}", "share of generated images judged the class asked for"),
     ("papers_with_your_number", True, "{}", "essential papers your runs put a number beside"),
+    # retrieval and reading (language/201/augmented-search; torchmetrics' retrieval metrics and
+    # SQuAD's answer scores, computed on whole rankings and answer lists by the lab)
+    ("recall_at_1", True, "{:.2%}", "share of queries with an answering passage ranked first"),
+    ("recall_at_5", True, "{:.2%}", "share of queries with an answering passage in the top 5"),
+    ("dense_recall_at_5", True, "{:.2%}", "recall@5 of dense retrieval (a sentence encoder)"),
+    ("mrr", True, "{:.4f}", "mean reciprocal rank of the first answering passage"),
+    ("f1", True, "{:.2%}", "SQuAD F1: word overlap of answer and reference"),
+    ("citation_precision", True, "{:.2%}", "share of citations whose passage holds the answer"),
+    ("open_book_gain", True, "{:+.2%}", "exact match with passages above exact match without"),
+    ("hybrid_gain_over_dense", True, "{:+.2%}", "hybrid recall@5 above dense recall@5"),
+    ("retrieval_ms", False, "{:.1f} ms", "median time to search for one question"),
     # captions (pycocoevalcap computes them; vision/201/image-to-text)
     ("bleu_1", True, "{:.4f}", "BLEU-1: unigram precision of captions (pycocoevalcap)"),
     ("bleu_2", True, "{:.4f}", "BLEU-2: up to bigrams (pycocoevalcap)"),

@@ -116,3 +116,34 @@ def _sq_km(text: str) -> str:
 def sentences(text: str) -> list[str]:
     """`text` cut into sentences (at a full stop before a capital, not after an initial)."""
     return [s.strip() for s in SENTENCE_END.split(text) if s.strip()]
+
+
+# the fields a country's fact sheet keeps, as the Factbook names them (section, field)
+SHEET_FIELDS = (
+    ("Geography", "Location"), ("Geography", "Area"), ("Geography", "Climate"),
+    ("Geography", "Terrain"), ("Geography", "Natural resources"),
+    ("People and Society", "Population"), ("People and Society", "Ethnic groups"),
+    ("People and Society", "Languages"), ("People and Society", "Religions"),
+    ("Government", "Government type"), ("Government", "Capital"), ("Government", "Independence"),
+    ("Government", "National holiday"), ("Communications", "Internet country code"),
+    ("Economy", "Industries"), ("Economy", "Exports - partners"),
+)  # fmt: skip
+
+
+def _flatten(value: object) -> str:
+    """A field's text, its sub-fields written "name: text" and joined by '; '."""
+    if not isinstance(value, dict):
+        return ""
+    if "text" in value:
+        return plain(value["text"])
+    parts = ((name, _flatten(inner)) for name, inner in value.items())
+    return "; ".join(f"{name.strip()}: {text}" for name, text in parts if text)
+
+
+def fact_sheet(country: Country) -> list[str]:
+    """A country's entry as plain text pieces: the background's sentences, then one piece for
+    each field of SHEET_FIELDS it has ("Capital: name: Paris; geographic coordinates: …").
+    Every structured answer (capital, population, area) is written in one of them."""
+    entry = json.loads((folder() / country.region / f"{country.code}.json").read_text("utf-8"))
+    fields = [(name, _flatten(entry.get(section, {}).get(name))) for section, name in SHEET_FIELDS]
+    return sentences(country.background) + [f"{name}: {text}." for name, text in fields if text]
