@@ -403,6 +403,28 @@ def _epochs_done(home: Path) -> int:
 
 
 @pytest.mark.slow
+def test_ctrl_c_interrupts_a_run_started_with_sigint_ignored(tmp_path):
+    """`deepscape run … &` from a script starts it with SIGINT ignored (no job control): Ctrl-C
+    (kill -INT) must still interrupt it, marked and resumable."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    home = tmp_path / "home"
+    process = subprocess.Popen(
+        [str(DEEPSCAPE), "run", DIGITS, *INTERRUPTIBLE, "--home", str(home)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while _epochs_done(home) < 1:
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() < deadline, "no checkpoint after 180 s"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err.decode()
+    (run,) = RunStore(home).list()
+    assert run.status == "interrupted"
+
+
 def test_ctrl_c_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path, cli, spawn):
     assert DEEPSCAPE.exists(), f"no console script at {DEEPSCAPE}"
     home, reference_home = tmp_path / "interrupted", tmp_path / "reference"

@@ -3,6 +3,8 @@ essential papers, and running a lab."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import Annotated
 
 import typer
@@ -285,6 +287,10 @@ def run(
 
     store = RunStore(home)
     created: list[Run] = []
+    # Ctrl-C (SIGINT) always interrupts a run, marked and resumable: a shell script that starts
+    # `deepscape run … &` hands it SIGINT ignored, and Python keeps an ignored SIGINT ignored
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with one_line_errors():
             the_run = run_lab(

@@ -23,15 +23,16 @@ that made it), and `deepscape serve RUN` answers questions from it without build
 Figures: recall@k per retriever, and a gallery of questions with passages, answer and citation,
 the failures first.
 
-What it found on the Factbook (alone on 2 cores; docs/benchmarks.md): dense retrieval puts an
-answering passage in the top 5 for 97.6 % of the 697 questions, BM25 for 54.5 % — the country's
-name fills its background passages more often than the field that answers — so fusing the two
-(96.4 %) is below dense alone, and reranking with the 135M model's yes/no lowered recall@1 from
-43 % to 17 %. The reader, shown the dense ranking's top 2, got 56.7 % of 30 questions exactly
-right, against 3.3 % closed-book. A small reader wants few, right passages: in a side run on the
-same 30, it got 66.7 % from 1 passage and 30.0 % from 3. Chunking moved dense recall@5 by two
-points: windows of 80 words 96.6 % without overlap, 98.9 % with 20 words of it (7 % more
-passages), sentences packed whole 97.6 %. One question's search takes about 16 ms on one thread.
+What it found on the Factbook (alone on 2 cores; docs/benchmarks.md): dense retrieval ranks a
+passage holding the answer among its first 5 for 97.6 % of the 697 questions, BM25 for 54.5 % —
+the country's name fills its background passages more often than the field that answers — so
+fusing the two (96.4 %) is below dense alone, and reranking with the 135M model's yes/no lowered
+recall@1 from 43 % to 17 %. The reader, shown the dense ranking's top 2, got 56.7 % of 30
+questions exactly right, against 3.3 % closed-book. A small reader wants few, right passages: in
+a side run on the same 30, it got 66.7 % from 1 passage and 30.0 % from 3. Chunking moved dense
+recall@5 by two points: windows of 80 words 96.6 % without overlap, 98.9 % with 20 words of it
+(7 % more passages), sentences packed whole 97.6 %. One question's search takes about 16 ms on
+one thread.
 
     deepscape run language/201/augmented-search                      # the Factbook, offline
     deepscape run language/201/augmented-search chunking=words words=80 overlap=20
