@@ -66,7 +66,7 @@ from deepscape.retrieval import (
     IndexMismatch,
     Passage,
     SparseIndex,
-    reciprocal_rank_fusion,  # fmt: skip
+    reciprocal_rank_fusion,
     retrieval_scores,
 )
 from deepscape.runs import Run
