@@ -402,6 +402,15 @@ def _epochs_done(home: Path) -> int:
     return 0
 
 
+def _wait_for_epochs(process: subprocess.Popen, home: Path, epochs: int) -> None:
+    """Until `epochs` epochs of the run in `home` are checkpointed (the run still going)."""
+    deadline = time.monotonic() + 180
+    while _epochs_done(home) < epochs:
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() < deadline, "no checkpoint after 180 s"
+        time.sleep(0.005)
+
+
 @pytest.mark.slow
 def test_ctrl_c_interrupts_a_run_started_with_sigint_ignored(tmp_path):
     """`deepscape run … &` from a script starts it with SIGINT ignored (no job control): Ctrl-C
@@ -413,11 +422,7 @@ def test_ctrl_c_interrupts_a_run_started_with_sigint_ignored(tmp_path):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )  # fmt: skip
-    deadline = time.monotonic() + 180
-    while _epochs_done(home) < 1:
-        assert process.poll() is None, "the run ended before it could be interrupted"
-        assert time.monotonic() < deadline, "no checkpoint after 180 s"
-        time.sleep(0.005)
+    _wait_for_epochs(process, home, 1)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err.decode()
@@ -435,11 +440,7 @@ def test_ctrl_c_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path, cli
         "run", DIGITS, *INTERRUPTIBLE, "--json", home=reference_home, log=tmp_path / "reference"
     )
     # 2. press Ctrl-C once two epochs are checkpointed
-    deadline = time.monotonic() + 180
-    while _epochs_done(home) < 2:
-        assert process.poll() is None, "the run ended before it could be interrupted"
-        assert time.monotonic() < deadline, "no checkpoint after 180 s"
-        time.sleep(0.005)
+    _wait_for_epochs(process, home, 2)
     process.send_signal(signal.SIGINT)
     code, out, err = _finish(process, tmp_path / "first")
     assert code == 130, err

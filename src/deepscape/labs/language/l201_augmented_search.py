@@ -125,10 +125,15 @@ class Retrievers:
     dense: DenseIndex
     encoder: Any
 
-    def search(self, questions: list[str], *, k: int = DEPTH) -> dict[str, list[list[int]]]:
-        """Each retriever's ranking of the passages for each question (hybrid: RRF of both)."""
+    def search(
+        self, questions: list[str], *, k: int = DEPTH, vectors: torch.Tensor | None = None
+    ) -> dict[str, list[list[int]]]:
+        """Each retriever's ranking of the passages for each question (hybrid: RRF of both);
+        `vectors`: the questions' embeddings, when they are already made."""
+        if vectors is None:
+            vectors = self.encoder.embed(questions, progress=False)
         bm25, _ = self.sparse.search(questions, k)
-        dense, _ = self.dense.search(self.encoder.embed(questions, progress=False), k)
+        dense, _ = self.dense.search(vectors, k)
         hybrid = [reciprocal_rank_fusion([s, d])[:k] for s, d in zip(bm25, dense, strict=True)]
         return {"bm25": bm25.tolist(), "dense": dense.tolist(), "hybrid": hybrid}
 
@@ -189,8 +194,8 @@ def run(config: Config, run: Run) -> dict[str, Any]:
 
     # 4. every retriever's rankings of every question, and what they score
     questions = [q.text for q in corpus.questions]
-    rankings = retrievers.search(questions)
     query_vectors = encoder.embed(questions, progress=False)
+    rankings = retrievers.search(questions, vectors=query_vectors)
     approximate, _ = indexes[config.approximate].search(query_vectors, DEPTH)
     rankings[config.approximate] = approximate.tolist()
     scores = {name: retrieval_scores(r, corpus.relevant, ks=KS) for name, r in rankings.items()}
