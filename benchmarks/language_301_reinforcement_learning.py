@@ -1,0 +1,157 @@
+"""Benchmark of language/301/reinforcement-learning; results go to docs/benchmarks.md.
+
+    python benchmarks/language_301_reinforcement_learning.py control   # ours, stable-baselines3
+    python benchmarks/language_301_reinforcement_learning.py control seeds=2 --no-write
+
+control: the lab's three algorithms on CartPole-v1 (`deepscape run … seeds=5`), and
+stable-baselines3's PPO with the same hyperparameters (rl-baselines3-zoo's for CartPole-v1:
+8 environments × 32 steps, 20 epochs of minibatches of 256, γ 0.98, λ 0.8, LR 1e-3 and clip 0.2
+decayed linearly to 0, no entropy bonus) on the same budget of environment steps and the same
+seeds, scored by the same evaluator: the greedy policy over 10 episodes every 5,000 steps and over
+100 at the end. "Steps to solve": the environment steps at the first evaluation whose mean reached
+475. Everything on one thread, one training at a time; run it alone (`flock -x`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _report import table, with_overrides, write_section
+
+from deepscape.lab import run_lab
+from deepscape.labs.language import l301_reinforcement_learning_control as rl
+from deepscape.runs import RunStore
+
+LAB = "language/301/reinforcement-learning"
+SOLVED = 475.0
+HEADERS = ["algorithm", "final mean return, each seed (100 greedy episodes)", "seeds ≥ 475",
+           "steps to solve, each seed (thousands)", "median steps to solve",
+           "median seconds"]  # fmt: skip
+
+
+class Greedy:
+    """A stable-baselines3 model behind the lab's evaluator (`rl.play` calls `act`)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def act(self, observations: np.ndarray, *, greedy: bool = True) -> np.ndarray:
+        return self.model.predict(observations, deterministic=greedy)[0]
+
+
+def stable_baselines3(seed: int, env_steps: int, eval_every: int) -> dict:
+    """SB3's PPO, zoo hyperparameters, evaluated as the lab evaluates its own policies."""
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    torch.set_num_threads(1)
+
+    def linear(start: float):
+        return lambda remaining: remaining * start
+
+    class Evaluate(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.next, self.curve = eval_every, []
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= self.next:
+                self.next += eval_every
+                score = statistics.fmean(rl.play(Greedy(self.model), "CartPole-v1", episodes=10,
+                                                 seed=1_000_000 + seed * 1000))  # fmt: skip
+                self.curve.append((self.num_timesteps, score))
+            return True
+
+    started = time.perf_counter()
+    model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=8, seed=seed), n_steps=32,
+                batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
+                learning_rate=linear(1e-3), clip_range=linear(0.2), seed=seed, device="cpu",
+                verbose=0)  # fmt: skip
+    evaluate = Evaluate()
+    model.learn(total_timesteps=env_steps, callback=evaluate)
+    final = statistics.fmean(rl.play(Greedy(model), "CartPole-v1", episodes=100, seed=2_000_000))
+    reached = [steps for steps, score in evaluate.curve if score >= SOLVED]
+    return {"algorithm": "stable-baselines3 ppo", "seed": seed, "mean_return": final,
+            "solved": final >= SOLVED, "steps_to_solve": reached[0] if reached else None,
+            "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+
+
+def report(results: list[dict], command: str, env_steps: int, wall: float) -> str:
+    rows = []
+    for algorithm in dict.fromkeys(r["algorithm"] for r in results):
+        own = [r for r in results if r["algorithm"] == algorithm]
+        steps = [r["steps_to_solve"] for r in own if r["steps_to_solve"] is not None]
+        rows.append([
+            algorithm,
+            " ".join(f"{r['mean_return']:.0f}" for r in own),
+            f"{sum(r['solved'] for r in own)}/{len(own)}",
+            " ".join(f"{r['steps_to_solve'] / 1000:.0f}" if r["steps_to_solve"] else "–"
+                     for r in own),
+            f"{statistics.median(steps):,.0f}" if steps else "never",
+            f"{statistics.median(r['seconds'] for r in own):.1f}",
+        ])  # fmt: skip
+    ours = next(r for r in rows if r[0] == "ppo")
+    peer = next(r for r in rows if r[0] == "stable-baselines3 ppo")
+    ours_steps = [r["steps_to_solve"] for r in results if r["algorithm"] == "ppo"]
+    peer_steps = [r["steps_to_solve"] for r in results
+                  if r["algorithm"] == "stable-baselines3 ppo"]  # fmt: skip
+
+    def median_or_budget(steps: list) -> float:  # a seed that never solved counts the budget
+        return statistics.median(s if s is not None else env_steps for s in steps)
+
+    solved = int(ours[2].split("/")[0])
+    lines = [
+        f"`{command}` (wall {wall:.0f} s for the lab's run) and stable-baselines3's PPO, "
+        f"{env_steps:,} environment steps each, the same seeds:",
+        "",
+        table(HEADERS, rows),
+        "",
+        f"- PPO solves CartPole-v1 on {solved} of {len(ours_steps)} seeds (target ≥ 4 of 5 "
+        f"{'✓' if solved >= 0.8 * len(ours_steps) else '✗'}).",
+        f"- median steps to solve (a seed that never did counts {env_steps:,}): ours "
+        f"{median_or_budget(ours_steps):,.0f}, stable-baselines3 "
+        f"{median_or_budget(peer_steps):,.0f} (target: ours ≤ theirs "
+        f"{'✓' if median_or_budget(ours_steps) <= median_or_budget(peer_steps) else '✗'}).",
+        f"- median wall time a training: ours {ours[5]} s, stable-baselines3 {peer[5]} s.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", choices=["control"], help="which measurement")
+    parser.add_argument("--no-write", action="store_true", help="print, leave the doc alone")
+    parser.add_argument("--home", help="keep the runs in this folder (default: a scratch one)")
+    parser.add_argument("overrides", nargs="*", help="key=value options of the lab's run")
+    args = parser.parse_args()
+    items = with_overrides(["seeds=5", "threads=1"], args.overrides)
+    home = Path(args.home or tempfile.mkdtemp())
+    load_before = os.getloadavg()[0]
+    run = run_lab(LAB, items, store=RunStore(home), show_progress=False)
+    config = run.config
+    results = list(run.summary["results"])
+    for seed in range(config["seed"], config["seed"] + config["seeds"]):
+        results.append(stable_baselines3(seed, config["env_steps"], config["eval_every"]))
+    body = report(results, f"deepscape run {LAB} {' '.join(items)}", config["env_steps"],
+                  run.summary["wall_seconds"])  # fmt: skip
+    # environment steps do not depend on the machine's load; seconds do (run it alone to time)
+    body += (f"- load average (1 min) before and after: {load_before:.1f}, "
+             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.\n")  # fmt: skip
+    if args.no_write:
+        print(body)
+    else:
+        title = "language/301/reinforcement-learning: policy gradients on CartPole-v1"
+        write_section("language-301-rl-control", title, body)
+
+
+if __name__ == "__main__":
+    main()
