@@ -183,36 +183,50 @@ Policy = Callable[[list[str]], list[str]]  # prompts → replies, one each
 
 
 def run_episodes(policy: Policy, tasks: Sequence[Any], call: Callable[[str, str], str],
-                 max_steps: int) -> list[Episode]:  # fmt: skip
+                 max_steps: int, *, name: str = "episodes", show: bool = False,
+                 ) -> list[Episode]:  # fmt: skip
     """Every task's episode, all in step: each turn, one call of `policy` on the prompts of the
-    episodes still going; `call(tool, argument)` runs an action."""
-    from deepscape.labs.language.l301_agents_tasks import correct
+    episodes still going; `call(tool, argument)` runs an action. `show`: a bar over the turns."""
+    from rich.console import Console
+    from rich.progress import Progress
 
     episodes = [Episode(t.kind, t.question, t.answer) for t in tasks]
     going = list(range(len(tasks)))
-    for _ in range(max_steps):
-        if not going:
-            break
-        replies = policy([prompt(episodes[i].question, episodes[i].steps) for i in going])
-        still = []
-        for i, reply in zip(going, replies, strict=True):
-            episode, step = episodes[i], parse(reply)
-            episode.steps.append(step)
-            if step.error:
-                still.append(i)
-            elif step.tool == "finish":
-                episode.answer = step.argument
-                episode.solved = correct(step.argument, tasks[i])
-            elif sum((s.tool, s.argument) == (step.tool, step.argument)
-                     for s in episode.steps) >= 3:  # fmt: skip
-                step.observation = "(the same action a third time: stopped)"
-            else:
-                step.observation = call(step.tool, step.argument)
-                still.append(i)
-        going = still
+    with Progress(console=Console(stderr=True), disable=not show) as bar:
+        turns = bar.add_task(name, total=max_steps)
+        for _ in range(max_steps):
+            if not going:
+                break
+            bar.update(turns, description=f"{name}: {len(going)} of {len(tasks)} episodes going")
+            going = take_turn(policy, tasks, episodes, going, call)
+            bar.advance(turns)
     for episode, task in zip(episodes, tasks, strict=True):
         episode.failure = "" if episode.solved else failure(episode, task)
     return episodes
+
+
+def take_turn(policy: Policy, tasks: Sequence[Any], episodes: list[Episode], going: list[int],
+              call: Callable[[str, str], str]) -> list[int]:  # fmt: skip
+    """One turn of the episodes still `going`; returns those that go on."""
+    from deepscape.labs.language.l301_agents_tasks import correct
+
+    replies = policy([prompt(episodes[i].question, episodes[i].steps) for i in going])
+    still = []
+    for i, reply in zip(going, replies, strict=True):
+        episode, step = episodes[i], parse(reply)
+        episode.steps.append(step)
+        if step.error:
+            still.append(i)
+        elif step.tool == "finish":
+            episode.answer = step.argument
+            episode.solved = correct(step.argument, tasks[i])
+        elif sum((s.tool, s.argument) == (step.tool, step.argument)
+                 for s in episode.steps) >= 3:  # fmt: skip
+            step.observation = "(the same action a third time: stopped)"
+        else:
+            step.observation = call(step.tool, step.argument)
+            still.append(i)
+    return still
 
 
 def failure(episode: Episode, task: Any) -> str:
@@ -363,7 +377,8 @@ def run(config: Config, run: Any) -> dict[str, Any]:
             shots = demonstrations(train_tasks, config.shots, tools.call)
             policy = model_policy(llm.model, llm.tokenizer, shots=shots,
                                   max_new_tokens=config.max_new_tokens)  # fmt: skip
-            results[method] = run_episodes(policy, tasks, tools.call, config.max_steps)
+            results[method] = run_episodes(policy, tasks, tools.call, config.max_steps,
+                                           name=method, show=run.show_progress)  # fmt: skip
         else:
             examples = trace_examples(train_tasks, tools.call)
             model = add_lora(copy.deepcopy(llm.model), rank=config.rank, alpha=config.alpha)
@@ -378,7 +393,8 @@ def run(config: Config, run: Any) -> dict[str, Any]:
                                          "last_loss": statistics.mean(losses[-10:])})  # fmt: skip
             started = time.perf_counter()  # the episodes' time, as for the others
             policy = model_policy(model, llm.tokenizer, max_new_tokens=config.max_new_tokens)
-            results[method] = run_episodes(policy, tasks, tools.call, config.max_steps)
+            results[method] = run_episodes(policy, tasks, tools.call, config.max_steps,
+                                           name=method, show=run.show_progress)  # fmt: skip
         seconds[method] = time.perf_counter() - started
     with (run.dir / "traces.jsonl").open("w", encoding="utf-8") as out:
         for method, episodes in results.items():
