@@ -245,11 +245,10 @@ def train(trainings: Trainings, loop: Loop, config: Config, solved_at: float | N
                                   generator=generator)  # fmt: skip
             steps, returns = rollout.actions.numel(), envs.take_finished()
         else:
-            before = envs.steps
             batch = rl.play_episodes(policy, envs, config.gamma)
             stats = rl.reinforce_update(policy, trainings.optimizer, batch,
                                         baseline=algorithm == "reinforce-baseline")  # fmt: skip
-            steps, returns = envs.steps - before, batch.returns
+            steps, returns = batch.steps, batch.returns
         trainings.env_steps += steps
         trainings.updates += 1
         loop.check(stats["loss"], where=f"of {algorithm} (seed {seed})")

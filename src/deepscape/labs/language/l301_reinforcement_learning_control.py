@@ -102,12 +102,11 @@ class ActorCritic(nn.Module):
 @dataclass
 class Envs:
     """`n` copies of one environment, stepped together; an episode that ends starts again. It
-    counts the environment steps taken and keeps every finished episode's return."""
+    keeps every finished episode's return."""
 
     name: str
     n: int
     seed: int
-    steps: int = 0
     finished: list[float] = field(default_factory=list)  # returns of episodes ended since asked
 
     def __post_init__(self) -> None:
@@ -134,7 +133,6 @@ class Envs:
                 self.finished.append(float(self.returns[i]))
                 self.returns[i] = 0.0
             self.observations[i] = observation
-        self.steps += self.n
         return rewards, ended, cut_at, self.observations.copy()
 
     def take_finished(self) -> list[float]:
@@ -189,7 +187,6 @@ def play_episodes(policy: ActorCritic, envs: Envs, gamma: float) -> Episodes:
             trajectories[i].append((envs.observations[i].copy(), int(actions[i]), float(reward)))
             envs.observations[i] = observation
             playing[i] = not (terminated or truncated)
-            envs.steps += 1
     observations, actions, to_go, returns = [], [], [], []
     for trajectory in trajectories:
         future = 0.0

@@ -297,8 +297,9 @@ def language_model(config: Any, run: Run, reward: Reward = exact) -> dict[str, A
     steps = config.grpo_steps
     state = {"policy": policy, "optimizer": optimizer, "warmup": warmup}
     advice = f"lower grpo_lr (now {config.grpo_lr:g}) or raise grpo_warmup"
-    every = getattr(config, "checkpoint_every", 10.0)  # seconds between checkpoints
-    with Loop(run, total_steps=steps, state=state, checkpoint_every=every, advice=advice) as loop:
+    with Loop(
+        run, total_steps=steps, state=state, checkpoint_every=config.checkpoint_every, advice=advice
+    ) as loop:
         policy.train()
         if loop.step == 0:
             evaluate(loop)  # the SFT model: where RL starts
