@@ -13,7 +13,9 @@ import pytest
 from deepscape.labs.language import l301_agents as lab
 from deepscape.labs.language.l301_agents_sandbox import Sandbox
 from deepscape.labs.language.l301_agents_tasks import (
+    BABI_PLACES,
     KINDS,
+    babi_story,
     correct,
     generate_tasks,
     last_number,
@@ -209,6 +211,60 @@ def test_tasks_have_checkable_answers(search: Search):
             assert any(correct(s.observation, task) for s in steps[:-1]), (task, observed)
     names = lambda tasks: {t.question.rsplit(" ", 1)[-1] for t in tasks if t.kind == "neighbour"}  # noqa: E731
     assert not names(train) & names(held_out)  # other countries
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+BABI_STORY = """1 Mary moved to the bathroom.
+2 John went to the hallway.
+3 Where is Mary? \tbathroom\t1
+4 Mary travelled to the office.
+5 Daniel went back to the garden.
+6 Where is Mary? \toffice\t4
+1 Sandra journeyed to the kitchen.
+2 John moved to the bedroom.
+3 Where is Sandra? \tkitchen\t1
+"""
+
+
+def test_babi_tasks_need_no_tool_and_finish_with_the_last_move():
+    rng = random.Random(0)
+    for task in (babi_story(rng) for _ in range(200)):
+        person = task.question.split()[-1].rstrip("?")
+        moves = [s for s in task.question.split(". ") if s.startswith(person)]
+        assert task.answer in BABI_PLACES and moves[-1].rstrip(".").endswith(task.answer), task
+        assert task.tools == set() and [c.tool for c in task.trace] == ["finish"]
+        assert correct(task.trace[-1].argument, task)
+    steps = [lab.Step("x", tool="lookup", argument="Mary"), lab.Step("y", tool="finish")]
+    wandered = lab.Episode("babi", "?", "office", steps, "kitchen")
+    assert lab.failure(wandered, babi_story(rng)) == "wrong tool"  # it needed no tool
+
+
+def test_babi_files_are_read_into_tasks(tmp_path: Path):
+    (tmp_path / "qa1_single-supporting-fact_test.txt").write_text(BABI_STORY)
+    training = BABI_STORY.replace("John", "Ann")
+    (tmp_path / "qa1_single-supporting-fact_train.txt").write_text(training)
+    train, held_out = generate_tasks(("babi",), 3, 3, lambda query: "", babi_dir=tmp_path)
+    assert len(train) == 3 and all("Ann" in t.question and "John" not in t.question for t in train)
+    assert len(held_out) == 3 and {t.answer for t in held_out} == {"bathroom", "office", "kitchen"}
+    second = next(t for t in held_out if t.answer == "office")
+    assert second.question == ("Mary moved to the bathroom. John went to the hallway. Mary "
+                               "travelled to the office. Daniel went back to the garden. "
+                               "Where is Mary?")  # fmt: skip
+    assert "Mary travelled to the office." in second.trace[0].thought
+
+
+def test_a_folder_without_babi_is_a_one_line_error(tmp_path: Path):
+    with pytest.raises(lab.ConfigError, match=r"no bAbI task 1 train file .* pass data_dir="):
+        lab.check(lab.Config(kinds=("babi",), data_dir=str(tmp_path)))
+    lab.check(lab.Config(kinds=("babi",)))  # no folder: stories written in its format
+
+
+@pytest.mark.skipif(not (SHARED / "babi-qa1").is_dir(), reason="needs ../shared/data/babi-qa1")
+def test_babi_reference_traces_agree_with_the_real_labels():
+    train, held_out = generate_tasks(("babi",), 500, 1000, lambda query: "", babi_dir=SHARED)
+    assert len(held_out) >= 990 and len(train) == 500  # less the stories training also has
+    for task in held_out:  # the last sentence naming the person holds bAbI's own answer
+        assert task.trace[0].thought.rstrip(".").endswith(task.answer), task
 
 
 def test_correct_reads_numbers_and_names():

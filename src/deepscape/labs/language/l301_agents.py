@@ -15,7 +15,9 @@ temporary folder, and an audit hook that refuses sockets, processes and files ou
 The tasks (`l301_agents_tasks`) have checkable answers, five kinds that need different tools:
 arithmetic word problems (calculator), counts over ranges (python), "the capital of the most
 populous country that borders X" (lookup, two or three times), "how many people live in X and Y
-together" (lookup twice, calculator) and internet country codes (search).
+together" (lookup twice, calculator) and internet country codes (search). A sixth, bAbI's
+single-supporting-fact stories (`kinds=babi`, from `data_dir` or written in its format), needs
+no tool: the answer is in the question, and a good agent finishes at once.
 
 Three ways compared on the same held-out tasks, with SmolLM2-135M-Instruct:
 
@@ -46,6 +48,7 @@ expression, range(1, n) for 1 to n.
     deepscape run language/301/agents                           # ~20 min on one thread
     deepscape run language/301/agents tasks=10 train_seconds=60 # a quick look
     deepscape run language/301/agents methods=prompted shots=2
+    deepscape run language/301/agents kinds=babi data_dir=../shared/data
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ import torch
 from deepscape.config import ConfigError, option
 
 Method = Literal["alone", "prompted", "lora"]
-Kind = Literal["arithmetic", "counting", "neighbour", "together", "internet"]
+Kind = Literal["arithmetic", "counting", "neighbour", "together", "internet", "babi"]
 FAILURES = ("format error", "wrong tool", "wrong argument", "loop")
 
 
@@ -81,6 +84,9 @@ class Config:
         ("arithmetic", "counting", "neighbour", "together", "internet"), "the kinds of task"
     )
     tasks: int = option(30, "held-out tasks each method is measured on (the kinds in turn)")
+    data_dir: str | None = option(
+        None, "bAbI's qa1 files (or the folder of babi-qa1/) for kinds=babi; else stories made here"
+    )
     train_tasks: int = option(400, "training tasks whose traces the LoRA learns")
     max_steps: int = option(6, "actions an episode may take before it counts as a loop")
     shots: int = option(5, "solved episodes shown to the prompted agent (one per kind in turn)")
@@ -108,6 +114,14 @@ def check(config: Config) -> None:
         raise ConfigError(f"train_tasks={config.train_tasks}: the lora method needs ≥ 1")
     if "prompted" in config.methods and config.shots < 0:
         raise ConfigError(f"shots={config.shots}: give 0 or more")
+    if config.data_dir is not None and "babi" in config.kinds:
+        from deepscape.data import DataUnavailable
+        from deepscape.labs.language.l301_agents_tasks import babi_tasks
+
+        try:
+            babi_tasks(config.data_dir)
+        except DataUnavailable as missing:
+            raise ConfigError(str(missing)) from None
 
 
 # -- the ReAct format -----------------------------------------------------------------------------
@@ -363,7 +377,8 @@ def run(config: Config, run: Any) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     tools = Tools(Search(config.search_words), Sandbox(seconds=config.sandbox_seconds))
     train_tasks, tasks = generate_tasks(config.kinds, config.train_tasks, config.tasks,
-                                        tools.search, config.seed)  # fmt: skip
+                                        tools.search, config.seed,
+                                        babi_dir=config.data_dir)  # fmt: skip
     run.update_summary(tasks={"held_out": dict(Counter(t.kind for t in tasks)),
                               "training": dict(Counter(t.kind for t in train_tasks))})  # fmt: skip
     llm = load_llm(config.llm)

@@ -15,6 +15,11 @@ Five kinds, each needing a different tool (or two):
 - internet: "What is the internet country code of Portugal?" — search, finish. Only countries
   whose code the search's first passage holds (BM25 misses it for about 45 % of them).
 
+A sixth kind needs no tool at all: bAbI's task 1 (Weston et al. 2015), "Mary went to the
+kitchen. … Where is Mary?" — the answer is in the story, and an agent should finish at once.
+Its stories come from bAbI's own files (qa1, the lab's `data_dir`), else are written in their format
+(the same people, places and verbs): not in the default kinds, whose tools are the lesson.
+
 Held-out tasks are different from the training ones: Factbook questions ask about countries of
 their own third of the Factbook (a seeded split), and word problems with the same numbers are
 never in both.
@@ -27,10 +32,12 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from deepscape.labs.language.l301_agents_tools import FINISH, Record, records
 
 KINDS = ("arithmetic", "counting", "neighbour", "together", "internet")
+BABI = "babi"  # not among the default kinds: it needs no tool
 
 
 @dataclass(frozen=True)
@@ -202,21 +209,63 @@ def factbook_tasks(kind: str, places: Sequence[Record], search: Callable[[str], 
     return [t for t in made if t is not None]
 
 
+# -- bAbI task 1: single supporting fact ----------------------------------------------------------
+BABI_PEOPLE = ("Mary", "John", "Daniel", "Sandra")
+BABI_PLACES = ("bathroom", "bedroom", "garden", "hallway", "kitchen", "office")
+BABI_MOVES = ("moved to", "went to", "journeyed to", "travelled to", "went back to")
+
+
+def babi_task(story: Sequence[str], question: str, answer: str) -> Task:
+    """A question about `story` (its sentences so far), solved by finishing with the place of the
+    last sentence that names the person asked about."""
+    person = question.split()[-1].rstrip("?")
+    last = next((s for s in reversed(story) if s.split()[0] == person), "")
+    trace = (Call(f"The last sentence about {person}: {last}", FINISH, answer),)
+    return Task(BABI, f"{' '.join(story)} {question}", answer, (answer,), trace)
+
+
+def babi_story(rng: random.Random) -> Task:
+    """A story in qa1's format: 2 to 10 moves, then a question about someone who moved."""
+    story = [f"{rng.choice(BABI_PEOPLE)} {rng.choice(BABI_MOVES)} the {rng.choice(BABI_PLACES)}."
+             for _ in range(rng.randint(2, 10))]  # fmt: skip
+    person = rng.choice(sorted({s.split()[0] for s in story}))
+    answer = next(s for s in reversed(story) if s.startswith(person)).split()[-1].rstrip(".")
+    return babi_task(story, f"Where is {person}?", answer)
+
+
+def babi_tasks(babi_dir: str | Path | None) -> tuple[list[Task], list[Task]] | None:
+    """(training, test) questions of bAbI's qa1 files in `babi_dir` (`deepscape.data.qa`), None
+    without a folder."""
+    if babi_dir is None:
+        return None
+    from deepscape.data.qa import load_babi
+
+    splits = load_babi(babi_dir, task=1)
+    train, test = ([babi_task(q.story, q.question, q.answer) for q in splits[part]]
+                   for part in ("train", "test"))  # fmt: skip
+    return train, test
+
+
 def generate_tasks(kinds: Sequence[str], train: int, test: int, search: Callable[[str], str],
-                   seed: int = 0) -> tuple[list[Task], list[Task]]:  # fmt: skip
+                   seed: int = 0, *, babi_dir: str | Path | None = None,
+                   ) -> tuple[list[Task], list[Task]]:  # fmt: skip
     """(training, held-out) tasks: about `train` and `test` of them, the kinds in turn (a
-    Factbook kind gives at most as many as its countries allow). Held-out word problems never
-    repeat a training one."""
+    Factbook kind gives at most as many as its countries allow). Held-out word problems and
+    stories never repeat a training one."""
     train_places, test_places = split_countries(seed)
+    babi = babi_tasks(babi_dir) if BABI in kinds else None
     out: tuple[list[Task], list[Task]] = ([], [])
     for part, (count, places) in enumerate([(train, train_places), (test, test_places)]):
         rng = random.Random(f"tasks-{seed}-{part}")
         seen = {t.question for t in out[0]}
         for i, kind in enumerate(kinds):
             want = count // len(kinds) + (i < count % len(kinds))
-            if kind in ("arithmetic", "counting"):
-                made: list[Task] = []
-                maker = word_problem if kind == "arithmetic" else counting
+            if kind == BABI and babi is not None:
+                made = [t for t in rng.sample(babi[part], min(want, len(babi[part])))
+                        if t.question not in seen]  # fmt: skip
+            elif kind in ("arithmetic", "counting", BABI):
+                made = []
+                maker = {"arithmetic": word_problem, "counting": counting, BABI: babi_story}[kind]
                 while len(made) < want:
                     task = maker(rng)
                     if task.question not in seen:
