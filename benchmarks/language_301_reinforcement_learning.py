@@ -3,6 +3,7 @@
     python benchmarks/language_301_reinforcement_learning.py control   # ours, stable-baselines3
     python benchmarks/language_301_reinforcement_learning.py control seeds=2 --no-write
     python benchmarks/language_301_reinforcement_learning.py language-model   # GRPO, seeds 0-2
+    python benchmarks/language_301_reinforcement_learning.py language-model-lora   # SmolLM2, seed 0
 
 control: the lab's three algorithms on CartPole-v1 (`deepscape run … seeds=5`), and
 stable-baselines3's PPO with the same hyperparameters (rl-baselines3-zoo's for CartPole-v1:
@@ -15,6 +16,10 @@ seeds, scored by the same evaluator: the greedy policy over 10 episodes every 5,
 language-model: `deepscape run … part=language-model` on seeds 0, 1 and 2 (the lab's defaults):
 held-out exact answers after SFT and after GRPO, the gain (target ≥ 20 points within 30 minutes
 on 2 cores), and the time each took.
+
+language-model-lora: the second arm, GRPO on SmolLM2-135M-Instruct with LoRA on one-digit sums
+(`policy=smollm2-lora digits=1 heldout_problems=50 grpo_steps=60 prompts_per_step=2
+grpo_updates=1`): the instruct model's held-out accuracy before, after, and the time.
 """
 
 from __future__ import annotations
@@ -131,9 +136,9 @@ def report(results: list[dict], command: str, env_steps: int, wall: float) -> st
     return "\n".join(lines)
 
 
-def language_model(items: list[str], home: Path) -> str:
+def language_model(items: list[str], home: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> str:
     rows, gains = [], []
-    for seed in (0, 1, 2):
+    for seed in seeds:
         run = run_lab(LAB, [*items, f"seed={seed}"], store=RunStore(home), show_progress=False)
         m = run.summary["metrics"]
         gains.append(m["rl_test_accuracy_gain"])
@@ -141,7 +146,9 @@ def language_model(items: list[str], home: Path) -> str:
                      f"{m['rl_test_accuracy_gain']:+.1%}",
                      f"{m['mean_reward_first']:.2f} → {m['mean_reward_last']:.2f}",
                      f"{m['kl_last']:.2f}", f"{run.summary['wall_seconds']:.0f}"])  # fmt: skip
-    headers = ["seed", "held-out after SFT", "after GRPO", "gain", "reward, first → last tenth",
+    lora = "policy=smollm2-lora" in items  # no SFT: it starts from the instruct model
+    before = "held-out before (the instruct model)" if lora else "held-out after SFT"
+    headers = ["seed", before, "after GRPO", "gain", "reward, first → last tenth",
                "KL, last tenth", "wall s"]  # fmt: skip
     return "\n".join([
         f"`deepscape run {LAB} {' '.join(items)} seed=S`, the lab's defaults otherwise:", "",
@@ -152,20 +159,31 @@ def language_model(items: list[str], home: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["control", "language-model"], help="which measurement")
+    parser.add_argument("part", choices=["control", "language-model", "language-model-lora"],
+                        help="which measurement")  # fmt: skip
     parser.add_argument("--no-write", action="store_true", help="print, leave the doc alone")
     parser.add_argument("--home", help="keep the runs in this folder (default: a scratch one)")
     parser.add_argument("overrides", nargs="*", help="key=value options of the lab's run")
     args = parser.parse_args()
     home = Path(args.home or tempfile.mkdtemp())
-    if args.part == "language-model":
-        items = with_overrides(["part=language-model", "threads=1"], args.overrides)
+    if args.part.startswith("language-model"):
+        lora = args.part == "language-model-lora"
+        base = ["part=language-model", "threads=1"]
+        if lora:
+            base += ["policy=smollm2-lora", "digits=1", "heldout_problems=50", "grpo_steps=60",
+                     "prompts_per_step=2", "grpo_updates=1", "grpo_warmup=5",
+                     "grpo_eval_every=20"]  # fmt: skip
+        items = with_overrides(base, args.overrides)
         body = (
-            language_model(items, home)
+            language_model(items, home, (0,) if lora else (0, 1, 2))
             + f"- load average (1 min) after: {os.getloadavg()[0]:.1f}\n"
         )
         if args.no_write:
             print(body)
+        elif lora:
+            write_section("language-301-rl-grpo-lora",
+                          "language/301/reinforcement-learning: GRPO on SmolLM2 with LoRA",
+                          body)  # fmt: skip
         else:
             write_section("language-301-rl-grpo",
                           "language/301/reinforcement-learning: GRPO on sums", body)  # fmt: skip

@@ -14,7 +14,9 @@ Part 1, part=control: balance a pole on a cart (Gymnasium's CartPole-v1: +1 per 
     seeds, the policy's probability of pushing right over the pole's angle, and a strip of
     frames from one greedy episode.
 Part 2, part=language-model: GRPO (Shao et al. 2024) on the small GPT of language/201 with a
-    reward a program checks — is the sum right? (l301_reinforcement_learning_grpo.py)
+    reward a program checks — is the sum right? (l301_reinforcement_learning_grpo.py) A second
+    arm, policy=smollm2-lora: the same GRPO on SmolLM2-135M-Instruct, only LoRA adapters
+    trained, the model without them as the reference (l301_reinforcement_learning_lora.py).
 
 What it found (benchmarks/language_301_reinforcement_learning.py, 10 seeds, one thread, 100,000
 steps each): PPO ended at 500 on every seed, first reaching 475 after a median 17.7k steps
@@ -31,6 +33,8 @@ policies trained so far are kept, and the environments start fresh episodes.
     deepscape run language/301/reinforcement-learning algorithms=ppo seeds=5
     deepscape run language/301/reinforcement-learning env=Acrobot-v1 env_steps=200000
     deepscape run language/301/reinforcement-learning part=language-model   # GRPO on sums
+    deepscape run language/301/reinforcement-learning part=language-model policy=smollm2-lora \
+        digits=1 heldout_problems=50 grpo_steps=60 prompts_per_step=2 grpo_updates=1 grpo_warmup=5
 """
 
 from __future__ import annotations
@@ -95,7 +99,11 @@ class Config:
         "plain", "plain: '23+45=' → '86', the answer reversed; padded: every number reversed"
     )
     heldout_problems: int = option(500, "sums held out to score on (never trained on)")
-    # part 2, the policy: language 201's GPT
+    # part 2, the policy: language 201's GPT, or SmolLM2 with LoRA (…_lora.py)
+    policy: Literal["gpt", "smollm2-lora"] = option(
+        "gpt", "part 2's policy: language 201's GPT after SFT, or SmolLM2-135M-Instruct with LoRA"
+    )
+    lora_rank: int = option(8, "policy=smollm2-lora: LoRA rank (alpha = 2 × rank)")
     gpt_layers: int = option(2, "transformer blocks of the GPT")
     gpt_heads: int = option(4, "attention heads per block")
     gpt_width: int = option(64, "width of the GPT's residual stream")
@@ -127,6 +135,10 @@ class Config:
 def run(config: Config, run: Run) -> dict[str, Any]:
     check(config)
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    if config.part == "language-model" and config.policy == "smollm2-lora":
+        from deepscape.labs.language.l301_reinforcement_learning_lora import language_model_lora
+
+        return language_model_lora(config, run)
     if config.part == "language-model":
         return grpo.language_model(config, run)
     return control(config, run)

@@ -236,19 +236,24 @@ def grpo_step(
 # -- the lab's part 2 ------------------------------------------------------------------------------
 def check(options: Config) -> None:
     """Bad options, each refused in one line before anything trains."""
+    check_grpo(options)
+    if not 1 <= options.digits <= 9:
+        raise ConfigError(f"digits={options.digits}: give sums of numbers of 1 to 9 digits")
+    for name in ("heldout_problems", "sft_examples"):
+        if not 1 <= getattr(options, name) <= distinct_problems(options.digits) // 2:
+            raise ConfigError(f"{name}={getattr(options, name)}: give 1 to half of the "
+                              f"{distinct_problems(options.digits):,} sums of {options.digits}-"
+                              "digit numbers (the rest are trained on)")  # fmt: skip
+    if options.gpt_width % options.gpt_heads:
+        raise ConfigError(f"gpt_width={options.gpt_width} must split into "
+                          f"gpt_heads={options.gpt_heads} heads")  # fmt: skip
+
+
+def check_grpo(options: Config) -> None:
+    """The options of GRPO itself, whatever the policy."""
     if options.group_size < 2:
         raise ConfigError(f"group_size={options.group_size}: GRPO compares answers within a "
                           "group: give ≥ 2")  # fmt: skip
-    if not 1 <= options.digits <= 9:
-        raise ConfigError(f"digits={options.digits}: give sums of numbers of 1 to 9 digits")
-    if not 1 <= options.heldout_problems <= distinct_problems(options.digits) // 2:
-        raise ConfigError(f"heldout_problems={options.heldout_problems}: give 1 to half of the "
-                          f"{distinct_problems(options.digits):,} sums of {options.digits}-digit "
-                          "numbers (the rest are trained on)")  # fmt: skip
-    if not 1 <= options.sft_examples <= distinct_problems(options.digits) // 2:
-        raise ConfigError(f"sft_examples={options.sft_examples}: give 1 to half of the "
-                          f"{distinct_problems(options.digits):,} sums of {options.digits}-digit "
-                          "numbers")  # fmt: skip
     counts = (options.sft_steps, options.sft_batch_size, options.grpo_steps,
               options.prompts_per_step, options.grpo_updates, options.grpo_eval_every)  # fmt: skip
     if min(counts) < 1:
@@ -258,9 +263,6 @@ def check(options: Config) -> None:
         raise ConfigError(f"temperature={options.temperature:g}, grpo_clip={options.grpo_clip:g}, "
                           f"kl_coef={options.kl_coef:g}: give temperature > 0 (sampled answers "
                           "differ), grpo_clip > 0 and kl_coef ≥ 0")  # fmt: skip
-    if options.gpt_width % options.gpt_heads:
-        raise ConfigError(f"gpt_width={options.gpt_width} must split into "
-                          f"gpt_heads={options.gpt_heads} heads")  # fmt: skip
 
 
 def language_model(config: Any, run: Run, reward: Reward = exact) -> dict[str, Any]:
