@@ -354,3 +354,13 @@ for _name, _higher, _format, _description in [
     ("exact_grounding", True, "{:.2%}", "captions saying all a scene holds, sizes too"),
 ]:
     register(_name, higher_is_better=_higher, format=_format, description=_description)
+
+# hallucinations (language/301/hallucinations): each system's three numbers on held-out questions
+for _system in ("plain", "abstain", "grounded", "grounded_abstain", "self_consistency",
+                "citations", "combined"):  # fmt: skip
+    register(f"{_system}_hallucination_rate", higher_is_better=False, format="{:.2%}",
+             description=f"{_system}: share of unanswerable questions answered")  # fmt: skip
+    register(f"{_system}_coverage", higher_is_better=True, format="{:.2%}",
+             description=f"{_system}: share of answerable questions answered")  # fmt: skip
+    register(f"{_system}_accuracy", higher_is_better=True, format="{:.2%}",
+             description=f"{_system}: right, of the answerable questions answered")  # fmt: skip
