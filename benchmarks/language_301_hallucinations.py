@@ -1,0 +1,67 @@
+"""Benchmark of language/301/hallucinations; results go to docs/benchmarks.md.
+
+    python benchmarks/language_301_hallucinations.py               # seeds 1 and 2, the defaults
+    python benchmarks/language_301_hallucinations.py seeds=3 --no-write
+
+`deepscape run language/301/hallucinations seed=S` for each seed: every system's hallucination
+rate (unanswerable test questions answered), coverage (answerable ones answered) and accuracy
+(right, of those answered), the system chosen on the calibration split and the ratio of its test
+rate to the plain model's (target ≤ 0.5 at ≥ 80 % coverage). Seed 0 is left out by default: the
+lab's design was settled looking at its test split, so only other seeds are held out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+from _report import table, write_section
+
+from deepscape.lab import run_lab
+from deepscape.runs import RunStore
+
+LAB = "language/301/hallucinations"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-write", action="store_true", help="print, leave the doc alone")
+    parser.add_argument("--home", help="keep the runs in this folder (default: a scratch one)")
+    parser.add_argument("--seeds", default="1,2", help="the seeds, comma-separated")
+    parser.add_argument("overrides", nargs="*", help="key=value options of the lab's run")
+    args = parser.parse_args()
+    home = Path(args.home or tempfile.mkdtemp())
+    items = ["threads=1", *args.overrides]
+    load_before = os.getloadavg()[0]
+    rows, ratios, lines = [], [], []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        run = run_lab(LAB, [*items, f"seed={seed}"], store=RunStore(home), show_progress=False)
+        summary = run.summary
+        for system, s in summary["test"].items():
+            rows.append([seed, system + (" (chosen)" if system == summary["chosen"] else ""),
+                         f"{s['hallucination_rate']:.0%}", f"{s['coverage']:.0%}",
+                         f"{s['accuracy']:.0%}"])  # fmt: skip
+        ratio = summary["metrics"]["hallucination_rate_ratio"]
+        ratios.append(ratio)
+        lines.append(f"- seed {seed}: chosen {summary['chosen']}, ratio {ratio:.2f} "
+                     f"({summary['wall_seconds']:.0f} s)")  # fmt: skip
+    headers = ["seed", "system", "hallucination rate", "coverage", "accuracy of answered"]
+    body = "\n".join([
+        f"`deepscape run {LAB} {' '.join(items)} seed=S` (30 answerable and 30 unanswerable test "
+        "questions, as many for calibration):", "", table(headers, rows), "", *lines,
+        f"- median ratio {statistics.median(ratios):.2f} (target ≤ 0.5 "
+        f"{'✓' if statistics.median(ratios) <= 0.5 else '✗'}).",
+        f"- load average (1 min) before and after: {load_before:.1f}, "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.", ""])  # fmt: skip
+    if args.no_write:
+        print(body)
+    else:
+        title = "language/301/hallucinations: rate and coverage on held-out seeds"
+        write_section("language-301-hallucinations", title, body)
+
+
+if __name__ == "__main__":
+    main()
