@@ -11,8 +11,16 @@ off earns nothing.
 
 The model is weak at this: asked for two-digit sums it wanders off into explanations and gets
 about one in ten; one-digit sums (`digits=1`, the 100 sums of 0–9, half held out) are where it
-is right some of the time, which GRPO needs. Only the adapter (and its optimizer) is checkpointed:
-a run stopped with Ctrl-C resumes.
+is right some of the time, which GRPO needs. With one update per batch (`grpo_updates=1`, as
+DeepSeekMath and trl's default) the ratio is 1 and the clip never acts: what is left is the
+policy gradient with the group's mean as its baseline, and the KL penalty. Only the adapter (and
+its optimizer) is checkpointed: a run stopped with Ctrl-C resumes.
+
+What it found (the command below, seed 0, one thread on 2 cores shared with 3–4 other jobs,
+31 min): 64 % of the 50 held-out sums right before, 100 % after 20 steps, 98 % after 60; the
+reward of the sampled answers 0.26 → 0.88, the KL to the instruct model 0.54 per token at the
+end. Each step (2 prompts × 8 answers, the reference's pass and one update) took ~17 s of a
+core once the machine was quieter.
 
     deepscape run language/301/reinforcement-learning part=language-model policy=smollm2-lora \\
         digits=1 heldout_problems=50 grpo_steps=60 prompts_per_step=2 grpo_updates=1 \\
