@@ -129,16 +129,16 @@ def test_show_json_lists_every_option(cli):
 
 
 def test_show_a_planned_lab(cli):
-    result = cli("show", "language/301/hallucinations")
+    result = cli("show", "language/301/papers")
     assert result.exit_code == 0
     assert "planned" in result.stdout
-    assert "Prerequisites:" in result.stdout and "language/201/augmented-search" in result.stdout
-    assert "Target: hallucination_rate_ratio <= 0.5 on popqa" in result.stdout
+    assert "Prerequisites:" in result.stdout and "language/201/papers" in result.stdout
+    assert "Target: loss_prediction_error <= 0.05 on tinystories" in result.stdout
     assert "Options" not in result.stdout and "batch_size" not in result.stdout
     assert "Not run yet" not in result.stdout
-    data = json.loads(cli("show", "hallucinations", "--json").stdout)
+    data = json.loads(cli("show", "language/301/papers", "--json").stdout)
     assert data["options"] == []
-    assert data["prerequisites_reached"] == {"language/201/augmented-search": False}
+    assert data["prerequisites_reached"] == {"language/201/papers": False}
 
 
 def test_show_an_unknown_or_ambiguous_lab(cli):
@@ -221,7 +221,7 @@ def test_runs_with_an_unknown_lab_or_run(cli):
     ("args", "fragments"),
     [
         (["digts"], ["unknown lab 'digts'", "did you mean 'digits'"]),
-        (["language/301/hallucinations"], ["language/301/hallucinations is planned"]),
+        (["language/301/papers"], ["language/301/papers is planned"]),
         (["digits", "lrr=1"], ["unknown config key 'lrr'", "did you mean 'lr'"]),
         (["digits", "lr=abc"], ["lr='abc' is not a float"]),
         (["digits", "model=resnet"], ["model='resnet' is not one of linear, mlp, cnn"]),
