@@ -31,6 +31,7 @@ from deepscape.retrieval import Passage, chunk_sentences, chunk_words
 CorpusName = Literal["factbook", "wikipedia", "squad"]
 Chunking = Literal["sentences", "words"]
 WIKI_FILE = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+SQUAD2_FILES = ("dev-v2.0.json", "train-v2.0.json")
 SQUAD_FILES = ("dev-v1.1.json", "train-v1.1.json")
 
 
@@ -124,43 +125,52 @@ def wikipedia(how: Chunking, words: int, overlap: int, documents: int = 0) -> Co
 
 # -- SQuAD ----------------------------------------------------------------------------------------
 def squad(data_dir: str | None, how: Chunking, words: int, overlap: int,
-          documents: int = 0) -> Corpus:  # fmt: skip
-    """SQuAD v1.1 from `data_dir` (its JSON, or a folder holding it), else the hub's validation
-    split through `datasets` (online)."""
+          documents: int = 0, *, version: Literal["1.1", "2.0"] = "1.1") -> Corpus:  # fmt: skip
+    """SQuAD (v1.1, or 2.0 with its unanswerable questions: no answers, kind "impossible") from
+    `data_dir` (its JSON, or a folder holding it), else the hub's validation split through
+    `datasets` (online)."""
+    v2 = version == "2.0"
+    files, hub, named = (SQUAD2_FILES, "rajpurkar/squad_v2", "SQuAD 2.0") if v2 else (
+        SQUAD_FILES, "rajpurkar/squad", "SQuAD")  # fmt: skip
     if data_dir:
         path = Path(data_dir)
-        found = (
-            [path] if path.is_file() else [path / f for f in SQUAD_FILES if (path / f).is_file()]
-        )
+        found = [path] if path.is_file() else [path / f for f in files if (path / f).is_file()]
         if not found:
-            raise DataUnavailable(f"no SQuAD JSON in {path}: give a folder holding "
-                                  f"{' or '.join(SQUAD_FILES)}, or the file itself")  # fmt: skip
-        data = json.loads(found[0].read_text(encoding="utf-8"))["data"]
-        rows = [(article["title"], paragraph["context"], qa["question"],
-                 [a["text"] for a in qa["answers"]])
-                for article in data for paragraph in article["paragraphs"]
-                for qa in paragraph["qas"]]  # fmt: skip
+            raise DataUnavailable(f"no {named} JSON in {path}: give a folder holding "
+                                  f"{' or '.join(files)}, or the file itself")  # fmt: skip
+        try:
+            data = json.loads(found[0].read_text(encoding="utf-8"))["data"]
+            rows = [(article["title"], paragraph["context"], qa["question"],
+                     [a["text"] for a in qa["answers"]], bool(qa.get("is_impossible", False)))
+                    for article in data for paragraph in article["paragraphs"]
+                    for qa in paragraph["qas"]]  # fmt: skip
+        except (ValueError, KeyError, TypeError) as error:
+            raise DataUnavailable(f"{found[0]} is not {named} JSON ({type(error).__name__}: "
+                                  f"{error}): give the file of {hub}") from None  # fmt: skip
     else:
         import datasets
 
         try:
-            split = datasets.load_dataset("rajpurkar/squad", split="validation")
+            split = datasets.load_dataset(hub, split="validation")
         except Exception as error:  # datasets raises many kinds offline
             raise DataUnavailable(
-                f"SQuAD could not be read from the hub ({type(error).__name__}): go online, or "
+                f"{named} could not be read from the hub ({type(error).__name__}): go online, or "
                 "give data_dir= with its JSON"
             ) from None
-        rows = [(r["title"], r["context"], r["question"], r["answers"]["text"]) for r in split]
+        rows = [(r["title"], r["context"], r["question"], r["answers"]["text"],
+                 not r["answers"]["text"]) for r in split]  # fmt: skip
     passages, questions, docs = [], [], {}
-    for title, context, question, answers in rows:
+    for title, context, question, answers, impossible in rows:
         if context not in docs:
             if documents and len(docs) == documents:
                 break
             docs[context] = doc = f"{title}/{len(docs)}"
             passages += chunked(doc, title.replace("_", " "), sentences(context), how, words,
                                 overlap)  # fmt: skip
-        questions.append(Question(question, tuple(dict.fromkeys(answers)), docs[context], "squad"))
-    return Corpus("squad", passages, questions)
+        kind = ("impossible" if impossible else "answerable") if v2 else "squad"
+        refs = () if v2 and impossible else tuple(dict.fromkeys(answers))
+        questions.append(Question(question, refs, docs[context], kind))
+    return Corpus("squad_v2" if v2 else "squad", passages, questions)
 
 
 def load(name: CorpusName, data_dir: str | None, *, how: Chunking, words: int, overlap: int,

@@ -19,13 +19,11 @@ import json
 import random
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from deepscape.data import DataUnavailable
-from deepscape.data.factbook import countries, folder, plain, sentences
-from deepscape.labs.language.l201_augmented_search_data import Corpus, Question, chunked, factbook
+from deepscape.data.factbook import countries, folder, plain
+from deepscape.labs.language.l201_augmented_search_data import Corpus, Question, factbook, squad
 
-SQUAD2_FILES = ("dev-v2.0.json", "train-v2.0.json")
 DATE = re.compile(r"\d{1,2} [A-Z][a-z]+ \d{4}")  # "4 July 1776"
 # the question of each field, asked of a name (made-up countries are asked all of them)
 ASKED = {
@@ -106,51 +104,9 @@ def made_up_names(count: int, seed: int = 0) -> list[str]:
 
 def squad_v2(data_dir: str | None, how: str, words: int, overlap: int,
              documents: int = 0) -> Corpus:  # fmt: skip
-    """SQuAD 2.0 from `data_dir` (its JSON, or a folder holding it), else the hub's
-    rajpurkar/squad_v2 validation split through `datasets` (online)."""
-    if data_dir:
-        path = Path(data_dir)
-        found = (
-            [path] if path.is_file() else [path / f for f in SQUAD2_FILES if (path / f).is_file()]
-        )
-        if not found:
-            raise DataUnavailable(f"no SQuAD 2.0 JSON in {path}: give a folder holding "
-                                  f"{' or '.join(SQUAD2_FILES)}, or the file itself")  # fmt: skip
-        try:
-            data = json.loads(found[0].read_text(encoding="utf-8"))["data"]
-            rows = [(article["title"], paragraph["context"], qa["question"],
-                     [a["text"] for a in qa["answers"]], bool(qa.get("is_impossible", False)))
-                    for article in data for paragraph in article["paragraphs"]
-                    for qa in paragraph["qas"]]  # fmt: skip
-        except (ValueError, KeyError, TypeError) as error:
-            raise DataUnavailable(
-                f"{found[0]} is not SQuAD 2.0 JSON ({type(error).__name__}: {error}): give the "
-                "file of rajpurkar/squad_v2"
-            ) from None
-    else:
-        import datasets
-
-        try:
-            split = datasets.load_dataset("rajpurkar/squad_v2", split="validation")
-        except Exception as error:  # datasets raises many kinds offline
-            raise DataUnavailable(
-                f"SQuAD 2.0 could not be read from the hub ({type(error).__name__}): go online, "
-                "or give data_dir= with its JSON"
-            ) from None
-        rows = [(r["title"], r["context"], r["question"], r["answers"]["text"],
-                 not r["answers"]["text"]) for r in split]  # fmt: skip
-    passages, questions, docs = [], [], {}
-    for title, context, question, answers, impossible in rows:
-        if context not in docs:
-            if documents and len(docs) == documents:
-                break
-            docs[context] = doc = f"{title}/{len(docs)}"
-            passages += chunked(doc, title.replace("_", " "), sentences(context), how, words,
-                                overlap)  # fmt: skip
-        refs = () if impossible else tuple(dict.fromkeys(answers))
-        questions.append(Question(question, refs, docs[context], "impossible" if impossible
-                                  else "answerable"))  # fmt: skip
-    return Corpus("squad_v2", passages, questions)
+    """SQuAD 2.0 through augmented-search's loader: from `data_dir` (its JSON, or a folder
+    holding it), else the hub's rajpurkar/squad_v2 validation split (online)."""
+    return squad(data_dir, how, words, overlap, documents, version="2.0")  # type: ignore[arg-type]
 
 
 def split(questions: list[Question], per_split: int, seed: int) -> Split:
