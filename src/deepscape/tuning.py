@@ -45,6 +45,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from deepscape import distributed
 from deepscape.config import ConfigError
 from deepscape.generate import as_lm, common_prefix, generate, last_position, prefix_cache
 from deepscape.models.language import label_logprobs
@@ -379,12 +380,21 @@ def train(
     the larger of steps and seconds done: the schedule ends on time on any machine. Batches
     group examples of similar length. `on_step(step, loss)` is called after each step.
     A plain loop, not the core Trainer: that one saves the whole model in a run and needs a
-    run and its config, where this is called by several labs, on a model shared in memory."""
+    run and its config, where this is called by several labs, on a model shared in memory.
+
+    Under a launcher (`torchrun`/`accelerate launch`, N processes) `batch_size` is the global
+    batch: every process draws the same batches, reads its N-th of each, and the gradients are
+    summed, each process's loss weighted by its share of the batch's answer tokens. N processes
+    therefore take the steps one process takes, at the same LR, each doing 1/N of the work."""
     if steps < 1 or batch_size < 1:
         raise ConfigError(f"steps={steps}, batch_size={batch_size}: give both ≥ 1")
+    if batch_size < distributed.processes():
+        raise ConfigError(f"batch_size={batch_size} is shared by {distributed.processes()} "
+                          "processes: give a batch_size of at least that many")  # fmt: skip
     encoded = [encode(tokenizer, e, max_length=max_length) for e in examples]
     batches = length_grouped([len(e.ids) for e in encoded], batch_size, random.Random(seed))
     parameters = [p for p in model.parameters() if p.requires_grad]
+    distributed.same_start(parameters)
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
     result = TrainResult()
     weights = list(model.parameters())
@@ -394,8 +404,8 @@ def train(
     for step in track(range(steps), description=description, transient=True,
                       disable=not progress):  # fmt: skip
         done = step / steps
-        if seconds > 0:
-            done = max(done, (time.perf_counter() - started) / seconds)
+        if seconds > 0:  # the main process's clock, so that every process stops at one step
+            done = max(done, distributed.main_value(time.perf_counter() - started) / seconds)
             if done >= 1:
                 break
         scale = min(1.0, done / warmup) if warmup > 0 and done < warmup else 1.0
@@ -403,21 +413,30 @@ def train(
             scale = (1 - done) / (1 - warmup)
         for group in optimizer.param_groups:  # warmed from lr/steps, never exactly zero
             group["lr"] = lr * max(scale, 1 / steps)
-        rows = next(batches)
-        batch = collate([encoded[i] for i in rows], end_of_turn(tokenizer))
-        with saved:
-            loss = answer_loss(model, batch)
-        activations = max(activations, saved.megabytes)
+        rows = next(batches)  # the global batch
+        mine = distributed.my_share(rows)
+        answer_tokens = sum(len(encoded[i].ids) - encoded[i].labels.count(IGNORE) for i in mine)
+        (all_answer_tokens,) = distributed.sum_across(answer_tokens)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"the loss is {loss.item()} at step {step}: lower lr")
+        loss = torch.zeros(())
+        if mine:  # (a short last batch may leave a process none)
+            batch = collate([encoded[i] for i in mine], end_of_turn(tokenizer))
+            with saved:
+                loss = answer_loss(model, batch)
+            activations = max(activations, saved.megabytes)
+            # this process's part of the mean over every process's answer tokens
+            loss = loss * (answer_tokens / all_answer_tokens)
+            loss.backward()
+        distributed.sum_gradients(parameters)
+        (batch_loss,) = distributed.sum_across(loss.item())
+        if not math.isfinite(batch_loss):
+            raise FloatingPointError(f"the loss is {batch_loss} at step {step}: lower lr")
         torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
         optimizer.step()
-        result.losses.append(loss.item())
+        result.losses.append(batch_loss)
         result.tokens += sum(len(encoded[i].ids) for i in rows)
         if on_step is not None:
-            on_step(step, loss.item())
+            on_step(step, batch_loss)
     result.seconds = time.perf_counter() - started
     moments = [t for state in optimizer.state.values() for t in state.values() if t.dim() > 0]
     result.memory_mb = {

@@ -24,7 +24,7 @@ from deepscape.cli.common import (
     runs_table,
 )
 from deepscape.config import TrainConfig, apply_overrides, describe, format_value
-from deepscape.lab_config import config_class
+from deepscape.lab_config import config_class, module_constant
 from deepscape.runs import Run, RunStore
 
 MARKS = {
@@ -112,6 +112,24 @@ DATA_PARALLEL = (
     "multiplied by N (the linear scaling rule); a resume keeps the N the run started with. "
     "See docs/distributed.md."
 )
+# labs whose training is deepscape.tuning.train (they say GLOBAL_BATCH = True)
+GLOBAL_BATCH = (
+    "batch_size is the global batch: each process reads 1/N of every batch and the gradients "
+    "are summed, so N processes take the steps one process takes, at the same lr; the measuring "
+    "is repeated on each. See docs/distributed.md."
+)
+
+
+def data_parallel(lab: landscape.Lab) -> str | None:
+    """What the lab does under N processes, for its card (None: it does not train)."""
+    if not lab.available:
+        return None
+    refused = module_constant(lab, "ONE_PROCESS")
+    if refused:
+        return f"refused: {refused}; run it without torchrun or accelerate launch."
+    if module_constant(lab, "GLOBAL_BATCH"):
+        return GLOBAL_BATCH
+    return DATA_PARALLEL if issubclass(config_class(lab), TrainConfig) else None
 
 
 @app.command()
@@ -132,7 +150,7 @@ def show(
         lab = found
         done = landscape.progress(the_map, store)
         options = describe(config_class(lab)) if lab.available else []
-        trains = lab.available and issubclass(config_class(lab), TrainConfig)
+        parallel = data_parallel(lab)
         recent = [r.summary for r in store.list(lab.id)][-5:]
     if as_json:
         print_json(
@@ -143,7 +161,7 @@ def show(
                     p: done[p].state == landscape.REACHED for p in lab.prerequisites
                 },
                 "options": options,
-                "data_parallel": DATA_PARALLEL if trains else None,
+                "data_parallel": parallel,
                 "progress": vars(done[lab.id]),
                 "recent_runs": recent,
             }
@@ -177,8 +195,8 @@ def show(
             shown = format_value(default) if isinstance(default, tuple) else repr(default)
             table.add_row(o["name"], o["type"], shown, o["help"])
         out.print(table)
-    if trains:
-        out.print(f"[bold]On N processes[/] (accelerate launch, torchrun): {DATA_PARALLEL}")
+    if parallel:
+        out.print(f"[bold]On N processes[/] (accelerate launch, torchrun): {parallel}")
     if recent:
         runs_table(recent, lab.target.metric, title="Your last runs")
     elif lab.available:

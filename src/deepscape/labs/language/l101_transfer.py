@@ -36,7 +36,6 @@ import contextlib
 import dataclasses
 import functools
 import math
-import os
 import sys
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -45,6 +44,7 @@ import torch
 from rich.console import Console
 from safetensors.torch import save_model
 
+from deepscape import distributed
 from deepscape.cache import cache_key, cached
 from deepscape.config import ConfigError, TrainConfig, option
 from deepscape.data import Splits, TextSplit, get_dataset
@@ -114,7 +114,7 @@ class Config(TrainConfig):
 
 
 def run(config: Config, run: Run) -> dict[str, Any]:
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.set_num_threads(distributed.cpu_threads(config.threads))
     if config.method == "curve":
         return learning_curve(config, run)
     if config.method == "zero-shot":

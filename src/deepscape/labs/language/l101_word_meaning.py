@@ -38,7 +38,6 @@ cores, threads=1): gensim made 10 passes in 33 s at 350k words/s, ours 2.6 passe
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from safetensors.torch import save_file
 
-from deepscape import figures
+from deepscape import distributed, figures
 from deepscape.config import ConfigError, closest, option
 from deepscape.data import DataUnavailable
 from deepscape.data.corpus import (
@@ -79,6 +78,7 @@ from deepscape.runs import Run
 MIN_LR = 1e-4 / 0.025  # where the LR's linear decay ends, as a share of the start (word2vec's)
 HELD_OUT = 50  # every 50th document is held out from both models, for the validation loss
 CHUNK = 2**20  # tokens whose pairs are made (and shuffled) at once: memory stays ~100 MB
+ONE_PROCESS = "skip-gram timed against gensim's Word2Vec on one machine"
 
 
 @dataclass
@@ -124,7 +124,7 @@ class Config:
 
 
 def run(config: Config, run: Run) -> dict[str, Any]:
-    threads = config.threads or os.cpu_count() or 1
+    threads = distributed.cpu_threads(config.threads)
     torch.set_num_threads(threads)
     questions, wanted, groups = parse_words(config)
 

@@ -44,7 +44,6 @@ one thread.
 from __future__ import annotations
 
 import json
-import os
 import random
 import statistics
 import time
@@ -55,6 +54,7 @@ from typing import Any, Literal
 
 import torch
 
+from deepscape import distributed
 from deepscape.cache import cache_key, cached
 from deepscape.config import ConfigError, option
 from deepscape.labs.language import l201_augmented_search_reader as reader
@@ -164,7 +164,7 @@ class Retrievers:
 
 def run(config: Config, run: Run) -> dict[str, Any]:
     check(config)
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.set_num_threads(distributed.cpu_threads(config.threads))
     corpus = load(config.dataset, config.data_dir, how=config.chunking, words=config.words,
                   overlap=config.overlap, documents=config.documents)  # fmt: skip
     texts = [p.text for p in corpus.passages]

@@ -40,7 +40,6 @@ person, after a story of moves — answered in one word, judged by exact match.
 from __future__ import annotations
 
 import copy
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from typing import Any, Literal
 import matplotlib.pyplot as plt
 import torch
 
-from deepscape import figures, tuning
+from deepscape import distributed, figures, tuning
 from deepscape.config import ConfigError, TrainConfig, option
 from deepscape.data import get_dataset
 from deepscape.data.corpus import load_corpus
@@ -68,6 +67,9 @@ PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 LABELS = ["negative", "positive"]
 BABI_INSTRUCTION = "Read the story, then answer the question with one word."
 ADAPTER = "adapter.safetensors"
+
+
+GLOBAL_BATCH = True  # its LoRA trains through deepscape.tuning.train: see its docstring
 
 
 @dataclass
@@ -110,7 +112,7 @@ def check(config: Config) -> None:
 
 def run(config: Config, run: Run) -> dict[str, Any]:
     check(config)
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.set_num_threads(distributed.cpu_threads(config.threads))
 
     # 1. The task as prompt → answer examples: an instruction, then the text.
     train, test, instruction = examples(config)

@@ -56,7 +56,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import os
 import re
 import statistics
 import time
@@ -67,11 +66,15 @@ from typing import Any, Literal
 
 import torch
 
+from deepscape import distributed
 from deepscape.config import ConfigError, option
 
 Method = Literal["alone", "prompted", "lora"]
 Kind = Literal["arithmetic", "counting", "neighbour", "together", "internet", "babi"]
 FAILURES = ("format error", "wrong tool", "wrong argument", "loop")
+
+
+GLOBAL_BATCH = True  # its LoRA trains through deepscape.tuning.train: see its docstring
 
 
 @dataclass
@@ -373,7 +376,7 @@ def run(config: Config, run: Any) -> dict[str, Any]:
     from deepscape.tuning import add_lora, save_adapter, train
 
     check(config)
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.set_num_threads(distributed.cpu_threads(config.threads))
     torch.manual_seed(config.seed)
     tools = Tools(Search(config.search_words), Sandbox(seconds=config.sandbox_seconds))
     train_tasks, tasks = generate_tasks(config.kinds, config.train_tasks, config.tasks,

@@ -68,12 +68,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from deepscape import distributed
 from deepscape.config import ConfigError, closest, option
 
 Intervention = Literal[
@@ -265,7 +265,7 @@ def run(config: Config, run: Any) -> dict[str, Any]:
     from deepscape.retrieval import DenseIndex, SparseIndex
 
     check(config)
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.set_num_threads(distributed.cpu_threads(config.threads))
     started = time.perf_counter()
     if config.dataset == "factbook":
         corpus = data.factbook_corpus("sentences", config.words, 0)

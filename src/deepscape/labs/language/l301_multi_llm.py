@@ -53,6 +53,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from deepscape import distributed
 from deepscape.config import ConfigError, closest, option
 
 Method = Literal["routed", "vote", "judge", "rerank"]
@@ -61,6 +62,9 @@ Kind = Literal["arithmetic", "word-problem", "capital", "extraction", "sentiment
 METHODS = ("routed", "vote", "judge", "rerank")
 KINDS = ("arithmetic", "word-problem", "capital", "extraction", "sentiment", "trec", "ag-news",
          "babi")  # fmt: skip
+
+
+GLOBAL_BATCH = True  # its LoRA trains through deepscape.tuning.train: see its docstring
 
 
 @dataclass
@@ -116,7 +120,6 @@ def check(config: Config) -> None:
 
 def run(config: Config, run: Any) -> dict[str, float]:
     import copy
-    import os
     import random
     from pathlib import Path
 
@@ -140,7 +143,7 @@ def run(config: Config, run: Any) -> dict[str, float]:
     from deepscape.tuning import add_lora, train
 
     check(config)
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.set_num_threads(distributed.cpu_threads(config.threads))
     torch.manual_seed(config.seed)
     data_dir = Path(config.data_dir) if config.data_dir else None
     kinds = list(dict.fromkeys(config.kinds))

@@ -41,7 +41,6 @@ policies trained so far are kept, and the environments start fresh episodes.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from deepscape import distributed
 from deepscape.config import ConfigError, option
 from deepscape.labs.language import l301_reinforcement_learning_control as rl
 from deepscape.labs.language import l301_reinforcement_learning_figures as drawn
@@ -60,6 +60,7 @@ from deepscape.runs import Run
 
 Algorithm = Literal["reinforce", "reinforce-baseline", "ppo"]
 ALGORITHMS: tuple[str, ...] = ("reinforce", "reinforce-baseline", "ppo")
+ONE_PROCESS = "its policies learn from their own rollouts, in loops of their own"
 
 
 @dataclass
@@ -136,7 +137,7 @@ class Config:
 
 def run(config: Config, run: Run) -> dict[str, Any]:
     check(config)
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.set_num_threads(distributed.cpu_threads(config.threads))
     if config.part == "language-model" and config.policy == "smollm2-lora":
         from deepscape.labs.language.l301_reinforcement_learning_lora import language_model_lora
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from einops import rearrange, repeat
 from safetensors.torch import load_model
 from torch import Tensor
 
-from deepscape import figures
+from deepscape import distributed, figures
 from deepscape.config import ConfigError, TrainConfig
 from deepscape.data.shakespeare import CharTokenizer
 from deepscape.devices import resolve_device
@@ -269,7 +268,7 @@ def language_model(config: Any, run: Run, reward: Reward = exact) -> dict[str, A
     """SFT, then GRPO with `reward`; `config` is the lab's Config (Config with seed,
     threads and figures)."""
     check(config)
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.set_num_threads(distributed.cpu_threads(config.threads))
     problems = Problems(config, config.seed)
     tokenizer = CharTokenizer.from_text(STOP + "+=0123456789")
     longest = problems.longest()

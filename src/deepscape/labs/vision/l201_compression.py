@@ -68,6 +68,7 @@ from deepscape.sweep import stage
 ORIGINAL_LAB = "vision/101/objects10"
 ONE_SHOT_SPARSITIES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 QAT_WHEN_LOST = 0.01  # qat=auto: train with rounding when post-training int8 loses more
+ONE_PROCESS = "its fine-tuning and distillation loops, and latency timed on one machine"
 
 
 @dataclass

@@ -49,6 +49,7 @@ from deepscape.runs import Run
 
 MEMORY_MODELS = ("cnn", "resnet", "gpt", "smollm2")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+ONE_PROCESS = "backward by hand, and memory and FLOPs measured on one device"
 
 
 @dataclass

@@ -53,13 +53,13 @@ coloured test digits, the colour's digit named for 97 % of them; on grey digits 
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from deepscape import distributed
 from deepscape.config import ConfigError, TrainConfig, closest, format_value, option
 from deepscape.data import DataUnavailable, Splits, TensorSplit, get_dataset
 from deepscape.data.augment import RandomAffine
@@ -156,7 +156,7 @@ class Config(TrainConfig):
 
 def run(config: Config, run: Run) -> dict[str, Any]:
     check(config)
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.set_num_threads(distributed.cpu_threads(config.threads))
     if config.part == "train":
         return train_one(config, run)
     parts = PARTS if config.part == "all" else (config.part,)
