@@ -53,9 +53,10 @@ def machine() -> str:
         cpu = model
     except (OSError, StopIteration):
         pass
+    threads = torch.get_num_threads()
     return (
         f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
+        f"({threads} thread{'s' if threads > 1 else ''}), Python {platform.python_version()}"
     )
 
 

@@ -1,6 +1,7 @@
 """Benchmark of language/201/unsolvable; results go to docs/benchmarks.md.
 
     python benchmarks/language_201_unsolvable.py                 # the default, then LARGER
+    python benchmarks/language_201_unsolvable.py threads=1       # as measured: 9 + 12 min
     python benchmarks/language_201_unsolvable.py max_steps=20 llm_questions=10 sentences=20 \\
         --no-write                                               # prove it works
 
@@ -16,6 +17,7 @@ SmolLM2, on held-out words), the reversal curse (forward vs reverse recall), add
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -32,11 +34,11 @@ LARGER = ["parts=reversal,addition,calibration", "facts=300", "reversal_steps=15
           f"data_dir={SENTCLF}", "sentences=600"]  # fmt: skip
 
 
-def percent(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
+def percent(value: float | None, decimals: int = 1) -> str:
+    return "–" if value is None else f"{value:.{decimals}%}"
 
 
-def report(run: Run, items: list[str], seconds: float) -> str:
+def report(run: Run, items: list[str], seconds: float, load: tuple[float, float]) -> str:
     m = run.summary["metrics"]
     config = run.config
     rows = []
@@ -59,8 +61,8 @@ def report(run: Run, items: list[str], seconds: float) -> str:
             [f"reversal: 'A is' → B ({config['facts']} facts)", percent(m["forward_accuracy"]),
              f"likeliest of all: {percent(m['forward_choice_accuracy'])}"],
             ["reversal: 'B is' → A, trained one way", percent(m["reverse_accuracy"]),
-             f"likeliest of all: {percent(m['reverse_choice_accuracy'])} "
-             f"(chance {percent(m['choice_chance'])})"],
+             f"likeliest of all: {percent(m['reverse_choice_accuracy'], 2)} "
+             f"(chance {percent(m['choice_chance'], 2)})"],  # 1.25 % is not 1.2 % or 1.3 %
             ["reversal: 'B is' → A, trained both ways", percent(m["reverse_both_ways_accuracy"]),
              "the control"],
         ]  # fmt: skip
@@ -85,14 +87,21 @@ def report(run: Run, items: list[str], seconds: float) -> str:
             f"reverse {percent(m['reverse_accuracy'])} (≤ 5 %) {'✓' if held else '✗'}"
         )
     command = " ".join(items) if items else "(the default)"
-    return (f"`deepscape run {LAB} {command}`: {seconds / 60:.1f} min in all.\n\n"
+    # the machine may be shared: its load says how far the time is the lab's own
+    busy = (
+        f" Load average (1 min) {load[0]:.1f} before, {load[1]:.1f} after, on "
+        f"{os.cpu_count()} cores."
+    )
+    return (f"`deepscape run {LAB} {command}`: {seconds / 60:.1f} min in all.{busy}\n\n"
             + table(["measured", "value", "beside it"], rows) + verdict + "\n")  # fmt: skip
 
 
-def timed(items: list[str], home: Path) -> tuple[Run, float]:
+def timed(items: list[str], home: Path) -> tuple[Run, float, tuple[float, float]]:
+    """The finished run, its seconds, and the machine's load (1 min) before and after it."""
+    before = os.getloadavg()[0]
     started = time.perf_counter()
     run = run_lab(LAB, items, store=RunStore(home), show_progress=True)
-    return run, time.perf_counter() - started
+    return run, time.perf_counter() - started, (before, os.getloadavg()[0])
 
 
 def main() -> None:
@@ -104,8 +113,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         for name, items in (("the default", args.overrides),
                             ("larger", with_overrides(LARGER, args.overrides))):  # fmt: skip
-            run, seconds = timed(items, Path(home) / name)
-            bodies.append(f"### {name}\n\n" + report(run, items, seconds))
+            run, seconds, load = timed(items, Path(home) / name)
+            bodies.append(f"### {name}\n\n" + report(run, items, seconds, load))
             body = "\n".join(bodies)  # written after each run: a run cut short keeps the first
             if args.no_write:
                 print(as_typed(body))

@@ -27,12 +27,13 @@ TINY = ["parts=reversal,addition", "reversal_steps=500", "addition_steps=1500", 
 
 # -- the tasks' text ------------------------------------------------------------------------------
 def test_counting_questions_count_the_letters():
-    assert tasks.count_question("strawberry", "r") == tasks.Example("\nr in strawberry=", "3\n")
+    question = tasks.count_question("strawberry", "r")
+    assert question == tasks.Example("\nstrawberry r", "3\n")
+    assert tasks.counted(question) == ("strawberry", "r")
     examples = tasks.counting_examples(["banana", "kiwi"], random.Random(0), absent=2)
     answers = {e.prompt.strip(): e.answer.strip() for e in examples}
-    assert {answers["a in banana="], answers["n in banana="], answers["b in banana="]} == {
-        "3", "2", "1"}  # fmt: skip
-    assert answers["i in kiwi="] == "2"
+    assert {answers["banana a"], answers["banana n"], answers["banana b"]} == {"3", "2", "1"}
+    assert answers["kiwi i"] == "2"
     assert len(examples) == 3 + 2 + 3 + 2  # every letter a word has, and two it lacks
     assert sum(a == "0" for a in answers.values()) == 4
     tests = tasks.counting_tests(["banana", "kiwi", "dog"], random.Random(0))
