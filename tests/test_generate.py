@@ -212,8 +212,23 @@ def test_beam_search_finds_the_likely_path_that_greedy_misses():
     assert generate(lm, [0], max_new_tokens=3, greedy=True)[0].tolist() == [1, 0, 1]
     assert beam_search(lm, [0], beams=1, max_new_tokens=3)[0].tolist() == [1, 0, 1]
     assert beam_search(lm, [0], beams=2, max_new_tokens=3)[0].tolist() == best
-    # 3 as a stop token: the first two sequences to end are 3 and 2 3; 2 3 is likelier
+    # 3 as a stop token: 2 3 ends first and is likelier than anything after 1
     assert beam_search(lm, [0], beams=2, max_new_tokens=3, stop_tokens=[3])[0].tolist() == [2, 3]
+
+
+def test_an_unlikely_end_below_the_beams_does_not_stop_beam_search():
+    # 2 is the stop token. Ending at once (0.09) and after 1 (0.07) rank third among the
+    # extensions, below the two beams kept: counted as ended, they stopped the search after two
+    # steps with 3 2, a half-written sentence beside 1 3 2 (0.50)
+    lm = Bigram(
+        [
+            [0.01, 0.7, 0.09, 0.2],
+            [0.01, 0.09, 0.1, 0.8],
+            [0.25, 0.25, 0.25, 0.25],
+            [0.01, 0.04, 0.9, 0.05],
+        ]
+    )
+    assert beam_search(lm, [0], beams=2, max_new_tokens=4, stop_tokens=[2])[0].tolist() == [1, 3, 2]
 
 
 # -- scoring --------------------------------------------------------------------------------------

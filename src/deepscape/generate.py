@@ -253,8 +253,9 @@ def beam_search(
 ) -> Tensor:
     """The new token ids "1 n" of the likeliest continuation of one prompt ids "t" (or "1 t")
     that beam search finds: at each step every kept sequence is extended by every token and
-    the `beams` likeliest non-ended extensions are kept. A sequence ends at a stop token; the
-    search ends once `beams` have ended (or after `max_new_tokens`). Ended sequences are ranked
+    the `beams` likeliest non-ended extensions are kept. A sequence ends at a stop token ranked
+    among the `beams` best extensions; the search ends once `beams` have ended (or after
+    `max_new_tokens`). Ended sequences are ranked
     by log-probability / length ** length_penalty (>1 favours longer ones)."""
     lm = as_lm(model)
     ids = _as_batch(ids, _device(lm))
@@ -268,11 +269,15 @@ def beam_search(
         scores = torch.tensor([s for _, s in alive], device=logprobs.device)[:, None] + logprobs
         best = scores.flatten().topk(min(2 * beams, scores.numel()))  # ≥ beams that go on
         previous, alive, rows = alive, [], []
-        for score, flat in zip(best.values.tolist(), best.indices.tolist(), strict=True):
+        candidates = zip(best.values.tolist(), best.indices.tolist(), strict=True)
+        for rank, (score, flat) in enumerate(candidates):
             row, token = divmod(flat, scores.shape[1])
             tokens = [*previous[row][0], token]
             if token in stop_tokens:
-                ended.append((tokens, score / len(tokens) ** length_penalty))
+                # an end counts only among the `beams` best (as in transformers): counting the
+                # unlikely ends ranked below them stopped the search with half-written sentences
+                if rank < beams:
+                    ended.append((tokens, score / len(tokens) ** length_penalty))
             elif len(alive) < beams:
                 alive.append((tokens, score))
                 rows.append(row)
