@@ -75,12 +75,13 @@ def report(run: Run, items: list[str]) -> str:
     lines = [
         f"`deepscape run {LAB} {' '.join(items)}`: {data['train']:,} training, "
         f"{data['test']:,} test examples. Model {llm['name']} ({llm['source'].split('/')[-1]}), "
-        f"{llm['precision']}, {llm['threads']} threads; wall time {summary['wall_seconds']:.0f} s.",
+        f"{llm['precision']}, {llm['threads']} thread{'s' if llm['threads'] > 1 else ''}; "
+        f"wall time {summary['wall_seconds']:.0f} s.",
         "",
         table(headers, rows),
         "",
     ]
-    if "lora" in summary["methods"] and not generative and "dataset=sst2" in items:
+    if "lora" in summary["methods"] and "dataset=sst2" in items and "methods=lora" in items:
         accuracy = metrics["test_accuracy"]
         met = "✓" if accuracy >= TARGET and summary["wall_seconds"] <= 1800 else "✗"
         lines.append(f"- LoRA: {accuracy:.1%} test accuracy in {summary['wall_seconds'] / 60:.1f} "
@@ -96,7 +97,11 @@ def report(run: Run, items: list[str]) -> str:
                           if "perplexity" in r)  # fmt: skip
         lines.append(f"- forgetting: perplexity on Lee news {before:.2f} before; after {after}")
     if "lora_minus_full_accuracy" in metrics:
-        lines.append(f"- LoRA − full fine-tuning: {metrics['lora_minus_full_accuracy']:+.1%}")
+        gap, share = metrics["lora_minus_full_accuracy"], summary["methods"]["lora"]
+        met = "✓" if gap >= -0.01 and share["trainable_fraction"] <= 0.02 else "✗"
+        lines.append(f"- LoRA − full fine-tuning: {gap:+.1%} at the same steps, with "
+                     f"{share['trainable_fraction']:.2%} of the weights trainable (target: "
+                     f"within 1 point, ≤ 2 %) {met}")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
