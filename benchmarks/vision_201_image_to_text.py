@@ -9,7 +9,8 @@ features are computed inside the timed run): the check's command on ../shared/da
 built digit scenes. Each captioner — beam search, greedy, nearest-neighbour retrieval, the most
 frequent caption — is scored by pycocoevalcap on the same test pictures. Targets: on the photos
 CIDEr and BLEU-4 above retrieval's; on the scenes ≥ 90 % of captions grounded (the right two
-items and how they lie).
+items and how they lie). The scenes' default (256-px scenes, an 8×8 grid, one caption a scene in
+reading order) is the recipe measured; `scenes=… epochs=…` overrides apply to both runs.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def report(run: Run, items: list[str]) -> str:
         f"`deepscape run {LAB} {' '.join(items)}`: {data['name']}, {data['train']:,} training / "
         f"{data['validation']:,} validation / {data['test']:,} test pictures; a decoder of "
         f"{summary['costs']['parameters']:,} parameters cross-attending to EfficientNet-Lite0's "
-        f"frozen grid ({summary['model']['cells']} cells). pycocoevalcap's scores on the same "
+        f"frozen grid ({summary['model']['cells']} cells of a {summary['model']['image_size']}-px "
+        f"picture). pycocoevalcap's scores on the same "
         f"test pictures{java}.\n\n"
         + table(["captioner", *metrics], rows)
         + "\n\n"

@@ -14,10 +14,17 @@ import torch
 from PIL import Image
 
 from deepscape.config import ConfigError, apply_overrides
+from deepscape.data.text import word_tokenizer
 from deepscape.generate import beam_search, continuation_logprob, generate
 from deepscape.lab import run_lab
 from deepscape.labs.vision.l201_image_to_text import Config, caption_page, check
-from deepscape.labs.vision.l201_image_to_text_data import Scene, flickr_folder, grounded, parse
+from deepscape.labs.vision.l201_image_to_text_data import (
+    CaptionSplit,
+    Scene,
+    flickr_folder,
+    grounded,
+    parse,
+)
 from deepscape.labs.vision.l201_image_to_text_scores import (
     caption_scores,
     consensus,
@@ -25,6 +32,7 @@ from deepscape.labs.vision.l201_image_to_text_scores import (
     nearest_captions,
     simple_tokens,
 )
+from deepscape.labs.vision.l201_image_to_text_words import Vocabulary, caption_pairs
 from deepscape.models.captioner import Captioner, CaptionerConfig, ImageConditioned
 from deepscape.runs import RunStore
 
@@ -94,6 +102,23 @@ def test_grounding_reads_the_grammar_either_way_round():
     assert not grounded("a large seven right of a small two", truth)
     assert not grounded("a large one left of a small two", truth)
     assert not grounded("a seven and a two", truth)
+    # said in reading order first: the left (or top) item is named first
+    assert Scene(("large", "seven"), "right of", ("small", "two")).captions()[0] == (
+        "a small two left of a large seven")  # fmt: skip
+    assert Scene(("large", "seven"), "below", ("small", "two")).captions()[0] == (
+        "a small two above a large seven")  # fmt: skip
+
+
+def test_in_reading_order_a_scene_is_one_training_caption():
+    scenes = [Scene(("large", "seven"), "below", ("small", "two")),
+              Scene(("small", "one"), "left of", ("small", "six"))]  # fmt: skip
+    split = CaptionSplit(["a", "b"], [s.captions() for s in scenes], lambda: torch.zeros(2))
+    vocabulary = Vocabulary(word_tokenizer([c for s in scenes for c in s.captions()]))
+    both = caption_pairs(split, vocabulary, max_words=10, offset=5)
+    first = caption_pairs(split, vocabulary, max_words=10, offset=5, per_image=1)
+    assert both.inputs.tolist() == [5, 5, 6, 6] and first.inputs.tolist() == [5, 6]
+    said = [" ".join(vocabulary.words(row[1:])) for row in first.targets.tolist()]
+    assert said == ["a small two above a large seven", "a small one left of a small six"]
 
 
 def peaky_captioner() -> Captioner:
@@ -153,13 +178,15 @@ def test_a_flickr_folder_splits_by_photo():
 
 @pytest.mark.slow
 def test_a_short_run_grounds_built_scenes_and_its_page_captions_a_picture(tmp_path):
-    # ~1,200 digit scenes, 4 epochs of a one-block decoder: grounding right ≥ 4× as often as
-    # chance (two digits and a relation named at random: 1 time in 200)
-    run = run_lab(LAB, ["scenes=1200,60,150", "epochs=4", "n_layer=1", "shown=2", "threads=1",
-                        "beams=2"],
+    # ~1,200 digit scenes at 128 px, 8 epochs of a one-block decoder in reading order: greedy
+    # captions grounded ≥ 16× as often as chance (two digits and a relation named at random: 1
+    # time in 200); measured 14.7 % greedy, 10 % beam (retrieval 6 %) on 150 test scenes
+    run = run_lab(LAB, ["scenes=1200,60,150", "epochs=8", "n_layer=1", "shown=2", "threads=1",
+                        "beams=2", "scene_size=128"],
                   store=RunStore(tmp_path), show_progress=False)  # fmt: skip
     metrics = run.summary["metrics"]
-    assert metrics["grounding"] >= 0.02, metrics
+    assert metrics["greedy_grounding"] >= 0.08, metrics
+    assert metrics["grounding"] >= 0.04, metrics
     assert metrics["cider"] > metrics["frequent_cider"]
     for name in ("curves", "captions", "attention_0", "scores"):
         assert run.figure_path(name).is_file()

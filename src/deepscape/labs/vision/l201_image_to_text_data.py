@@ -32,6 +32,7 @@ CLOTHES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
 SIZES = {"small": 18, "large": 30}  # an item's side in pixels on the 64-pixel canvas
 CANVAS = 64
 INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+READING_ORDER = ("left of", "above")  # the relations of a scene said left to right, top down
 PHOTO_SIDE = 224  # photos are kept as the encoder sees them: shorter side 224, centre square
 
 
@@ -81,10 +82,12 @@ class Scene:
     second: tuple[str, str]
 
     def captions(self) -> list[str]:
-        """The scene said both ways round: the grammar's two sentences."""
+        """The scene said both ways round: the grammar's two sentences, the one in reading order
+        (the left or top item first) first."""
         (s1, n1), (s2, n2) = self.first, self.second
-        return [f"a {s1} {n1} {self.relation} a {s2} {n2}",
+        said = [f"a {s1} {n1} {self.relation} a {s2} {n2}",
                 f"a {s2} {n2} {INVERSE[self.relation]} a {s1} {n1}"]  # fmt: skip
+        return said if self.relation in READING_ORDER else said[::-1]
 
 
 SENTENCE = re.compile(
@@ -118,9 +121,11 @@ def grounded(caption: str, truth: Scene, *, sizes: bool = False) -> bool:
     return False
 
 
-def built_scenes(items: str, counts: tuple[int, int, int], seed: int = SPLIT_SEED) -> CaptionData:
+def built_scenes(items: str, counts: tuple[int, int, int], seed: int = SPLIT_SEED,
+                 image_size: int = 128) -> CaptionData:  # fmt: skip
     """Scenes of two items each: training scenes from the items' training images, test scenes
-    from their test images (no item is seen twice across the two)."""
+    from their test images (no item is seen twice across the two). The 64-pixel canvases are
+    enlarged to `image_size` for the encoder."""
     sources: list[tuple[object, list[str]]] = []
     if "digits" in items:
         sources.append((get_dataset("mnist-5k"), DIGITS))
@@ -148,7 +153,7 @@ def built_scenes(items: str, counts: tuple[int, int, int], seed: int = SPLIT_SEE
     train, validation, test = (split(part, n) for part, n in parts)
     source = " and ".join(d.source for d, _ in sources)
     return CaptionData(f"scenes-{items}", f"built scenes from {source}", train, validation, test,
-                       image_size=128)  # fmt: skip
+                       image_size=image_size)  # fmt: skip
 
 
 def draw(canvas: torch.Tensor, placed: list, relation: str, rng: random.Random) -> None:

@@ -60,12 +60,14 @@ class Vocabulary:
         return out
 
 
-def caption_pairs(split: CaptionSplit, vocabulary: Vocabulary, max_words: int, offset: int
-                  ) -> TensorSplit:  # fmt: skip
-    """(image index, caption ids) for every caption of every image: an image with five captions
-    is five examples. Indices count from `offset` into the features of all splits together."""
-    images = [offset + i for i, captions in enumerate(split.captions) for _ in captions]
-    texts = [c for captions in split.captions for c in captions]
+def caption_pairs(split: CaptionSplit, vocabulary: Vocabulary, max_words: int, offset: int,
+                  per_image: int | None = None) -> TensorSplit:  # fmt: skip
+    """(image index, caption ids) for every caption of every image (or its first `per_image`):
+    an image with five captions is five examples. Indices count from `offset` into the features
+    of all splits together."""
+    kept = [captions[:per_image] for captions in split.captions]
+    images = [offset + i for i, captions in enumerate(kept) for _ in captions]
+    texts = [c for captions in kept for c in captions]
     return TensorSplit(torch.tensor(images), vocabulary.ids(texts, max_words))
 
 
