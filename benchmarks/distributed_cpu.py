@@ -2,6 +2,7 @@
 
     python benchmarks/distributed_cpu.py                 # writes its section of docs/benchmarks.md
     python benchmarks/distributed_cpu.py --no-write --repeats 1
+    python benchmarks/distributed_cpu.py --part lora     # a lab's own loop: LoRA on SmolLM2
 
 Two processes of one thread each (what the trainer gives each of 2 launched processes on 2
 cores) take 32 examples each a step at 2 × lr; one process takes 64 at 2 × lr, with one thread
@@ -11,6 +12,11 @@ training examples per second of training time (the trainer's clock: steps and pe
 validation, not the interpreter's start or the test split); the launch column is the whole
 command's wall time. Two workloads: the digits CNN as it ships (a step of a few milliseconds,
 where the all-reduce of 66 k gradients weighs most) and a 4× wider one (16× the FLOPs per step).
+
+`--part lora`: language/201/fine-tuning's LoRA on SmolLM2-135M-Instruct (deepscape.tuning.train,
+where batch_size is the global batch), 1 process against 2, the same 8 SST-2 sentences a step:
+training tokens per second of the whole job, and how far apart the two sides' step losses are
+(the same steps, so only float rounding).
 """
 
 from __future__ import annotations
@@ -29,37 +35,91 @@ from _report import median, table, write_section
 
 BIN = Path(sys.executable).parent
 LAB = "vision/101/digits"
+SENTCLF = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentclf"
+LORA = ["dataset=sst2", f"data_dir={SENTCLF}", "methods=lora", "max_steps=24", "batch_size=8",
+        "max_test=8", "forgetting_tokens=0", "figures=false"]  # fmt: skip
 WORKLOADS = {"digits CNN (width 32, 66 k params)": [], "wide CNN (width 128)": ["width=128"]}
 
 
-def one(launcher: list[str], overrides: list[str], home: Path) -> dict[str, float]:
+def launched(launcher: list[str], lab: str, overrides: list[str], home: Path) -> tuple[Path, float]:
+    """The run folder of `deepscape run LAB` under `launcher`, and the command's wall time."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    command = [*launcher, str(BIN / "deepscape"), "run", LAB, *overrides, "--json"]
+    command = [*launcher, str(BIN / "deepscape"), "run", lab, *overrides, "--json"]
     started = time.perf_counter()
     done = subprocess.run(
         [*command, "--home", str(home)], capture_output=True, text=True, env=env, check=True
     )
-    wall = time.perf_counter() - started
-    report = json.loads(done.stdout)
-    folder = Path(report["run_dir"])
+    return Path(json.loads(done.stdout)["run_dir"]), time.perf_counter() - started
+
+
+def one(launcher: list[str], overrides: list[str], home: Path) -> dict[str, float]:
+    folder, wall = launched(launcher, LAB, overrides, home)
+    summary = json.loads((folder / "summary.json").read_text())
     history = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
     epochs = [r for r in history if r["kind"] == "epoch"]
-    examples = json.loads((folder / "summary.json").read_text())["data"]["train"]
     return {
-        "examples_per_s": examples * len(epochs) / epochs[-1]["seconds"],
-        "accuracy": report["metrics"]["test_accuracy"],
+        "examples_per_s": summary["data"]["train"] * len(epochs) / epochs[-1]["seconds"],
+        "accuracy": summary["metrics"]["test_accuracy"],
         "steps_per_epoch": epochs[0]["step"],
         "wall": wall,
     }
 
 
+def lora(torchrun: list[str], repeats: int) -> str:
+    """The fine-tuning lab's LoRA, 1 process (1 and 2 threads) against 2 processes."""
+    sides = {
+        "1 process, 1 thread": ([], ["threads=1"]),
+        "1 process, 2 threads": ([], ["threads=2"]),
+        "2 processes, 1 thread each": (torchrun, []),
+    }
+    found: dict[str, list[dict]] = {label: [] for label in sides}
+    home = Path(tempfile.mkdtemp(prefix="deepscape-bench-"))
+    try:
+        for _ in range(repeats):  # interleaved, so a slow moment hits every side
+            for label, (launcher, extra) in sides.items():
+                folder, wall = launched(launcher, "language/201/fine-tuning", [*LORA, *extra], home)
+                lora = json.loads((folder / "summary.json").read_text())["methods"]["lora"]
+                found[label].append({**lora, "wall": wall})
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    base = median([r["train_tokens_per_second"] for r in found["1 process, 1 thread"]])
+    reference = found["1 process, 1 thread"][0]["losses"]
+    rows = []
+    for label, results in found.items():
+        speed = median([r["train_tokens_per_second"] for r in results])
+        apart = max(abs(a - b) for a, b in zip(results[0]["losses"], reference, strict=True))
+        rows.append([label, f"{median([r['seconds_per_step'] for r in results]):.2f}",
+                     f"{speed:,.0f}", f"**{speed / base:.2f}×**",
+                     f"{median([r['wall'] for r in results]):.0f} s", f"{apart:.1e}"])  # fmt: skip
+    headers = ["processes", "s/step (median)", "train tokens/s (median)",
+               "throughput vs 1 process, 1 thread", "command wall (median)",
+               "largest step-loss difference from 1 process, 1 thread"]  # fmt: skip
+    note = (
+        f"`deepscape run language/201/fine-tuning {' '.join(LORA)}`, "
+        f"{'once' if repeats == 1 else f'{repeats} times'} on each side: a rank-8 LoRA on SmolLM2-135M-Instruct (fp32), 24 steps of 8 SST-2 sentences (the "
+        "global batch: 4 a process on 2). Tokens/s counts the whole batch's tokens over the "
+        "training's seconds. Load average (1 min) when the measurement ended: "
+        f"{os.getloadavg()[0]:.1f}."
+    )
+    return f"{table(headers, rows)}\n\n{note}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", choices=("digits", "lora"), default="digits")
     parser.add_argument("--repeats", type=int, default=3, help="seeds 0 … N-1 on each side")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--no-write", action="store_true", help="print, leave docs as they are")
     args = parser.parse_args()
     torchrun = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2"]
+    if args.part == "lora":
+        body = lora(torchrun, args.repeats)
+        if args.no_write:
+            print(body)
+        else:
+            write_section("distributed-cpu-lora", "Data-parallel LoRA on CPUs: 2 processes vs 1",
+                          body)  # fmt: skip
+        return
     home = Path(tempfile.mkdtemp(prefix="deepscape-bench-"))
     rows = []
     try:
