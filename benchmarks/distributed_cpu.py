@@ -96,8 +96,9 @@ def lora(torchrun: list[str], repeats: int) -> str:
                "largest step-loss difference from 1 process, 1 thread"]  # fmt: skip
     note = (
         f"`deepscape run language/201/fine-tuning {' '.join(LORA)}`, "
-        f"{'once' if repeats == 1 else f'{repeats} times'} on each side: a rank-8 LoRA on SmolLM2-135M-Instruct (fp32), 24 steps of 8 SST-2 sentences (the "
-        "global batch: 4 a process on 2). Tokens/s counts the whole batch's tokens over the "
+        f"{'once' if repeats == 1 else f'{repeats} times'} on each side: a rank-8 LoRA on "
+        "SmolLM2-135M-Instruct (fp32), 24 steps of 8 SST-2 sentences (the global batch: 4 a "
+        "process on 2). Tokens/s counts the whole batch's tokens over the "
         "training's seconds. Load average (1 min) when the measurement ended: "
         f"{os.getloadavg()[0]:.1f}."
     )

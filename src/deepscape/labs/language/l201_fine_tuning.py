@@ -20,13 +20,13 @@ perplexity on general text (gensim's Lee news stories, never trained on) before 
 Measured (SmolLM2-135M-Instruct, fp32): on SST-2, a rank-8 LoRA (1.8 % of the weights) trained
 for 23 minutes alone on 2 cores (455 steps of 16 sentences, 3.0 s a step, 397 tokens/s) reaches
 92.6 % test accuracy on the 1,821 test sentences (language/101's fine-tuned MiniLM: 87.3 %), its
-perplexity on news text 36.7 → 37.3. At the same 100 steps of 8 (500 test sentences, 1
-thread): LoRA 91.2 %, full fine-tuning 89.6 % at 2.8× LoRA's seconds a step. On MR-200 offline (40 test sentences, 30 steps of 8):
-zero-shot 65 %, 4-shot 50 % (chance: shots do not help a model this small), LoRA 82.5 %,
-full fine-tuning 90 %; the tensors of full fine-tuning need 2.3 GB, LoRA's 0.7 GB. On bAbI
-task 1 (200 of its test questions, 1 thread): zero-shot 0 % exact match (it answers in whole
-sentences, "Mary journeyed to the bathroom."), 4-shot 43 %, LoRA after 200 steps of 8 stories
-99.5 %, its perplexity on news 36.7 → 41.5.
+perplexity on news text 36.7 → 37.3. At the same 100 steps of 8 (500 test sentences, 1 thread):
+LoRA 91.2 %, full fine-tuning 89.6 % at 2.8× LoRA's seconds a step. On MR-200 offline (40 test
+sentences, 30 steps of 8): zero-shot 65 %, 4-shot 50 % (chance: shots do not help a model this
+small), LoRA 82.5 %, full fine-tuning 90 %; the tensors of full fine-tuning need 2.3 GB, LoRA's
+0.7 GB. On bAbI task 1 (200 of its test questions, 1 thread): zero-shot 0 % exact match (it
+answers in whole sentences, "Mary journeyed to the bathroom."), 4-shot 43 %, LoRA after 200
+steps of 8 stories 99.5 %, its perplexity on news 36.7 → 41.5.
 
 Tasks: sentiment of a movie review, the label as the next token (`dataset=` mr-200 offline, or
 SST-2 from data_dir), and bAbI task 1 (`dataset=babi-qa1 data_dir=../shared/data`): where is a
