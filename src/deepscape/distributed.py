@@ -106,9 +106,8 @@ def _broadcast(data: bytes | None) -> bytes:
     """Rank 0's `data` on every process: its length, then its bytes, as tensors (no pickle)."""
     import torch
     import torch.distributed as dist
-    from accelerate import PartialState
 
-    device = PartialState().device  # NCCL moves only GPU tensors
+    device = _device()
     size = torch.tensor([len(data) if data is not None else 0], dtype=torch.int64, device=device)
     dist.broadcast(size, src=0)
     if data:
@@ -147,7 +146,7 @@ def sum_across(*values: float) -> list[float]:
     import torch
     import torch.distributed as dist
 
-    total = torch.tensor(values, dtype=torch.float64)
+    total = torch.tensor(values, dtype=torch.float64, device=_device())
     dist.all_reduce(total)
     return total.tolist()
 
@@ -159,7 +158,7 @@ def main_value(value: float) -> float:
     import torch
     import torch.distributed as dist
 
-    shared = torch.tensor([value], dtype=torch.float64)
+    shared = torch.tensor([value], dtype=torch.float64, device=_device())
     dist.broadcast(shared, src=0)
     return float(shared.item())
 
@@ -177,3 +176,10 @@ def sum_gradients(parameters: Sequence[Tensor]) -> None:
     dist.all_reduce(flat)
     for parameter, part in zip(parameters, flat.split([g.numel() for g in grads]), strict=True):
         parameter.grad = part.view_as(parameter)
+
+
+def _device() -> object:
+    """Where the process group's messages live: NCCL moves only GPU tensors, gloo CPU ones."""
+    from accelerate import PartialState
+
+    return PartialState().device
