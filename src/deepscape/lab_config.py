@@ -37,18 +37,19 @@ def config_class(lab: landscape.Lab) -> type:
         return lab.module().Config
 
 
-def module_constant(lab: landscape.Lab, name: str) -> object:
-    """The literal value of `name` at the top of the lab's module (None when it has none),
-    read from its source: what its card says without importing it."""
+def module_constants(lab: landscape.Lab, *names: str) -> dict[str, object]:
+    """The literal values of `names` assigned at the top of the lab's module (those it has),
+    read from its source in one pass: what its card says without importing it."""
     spec = importlib.util.find_spec(lab.module_name)
     if spec is None or spec.origin is None:
-        return None
+        return {}
+    found = {}
     for node in ast.parse(Path(spec.origin).read_text()).body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == name for t in node.targets
-        ):
-            return ast.literal_eval(node.value)
-    return None
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id in names:
+                    found[target.id] = ast.literal_eval(node.value)
+    return found
 
 
 def read_config(path: Path, module_name: str) -> type:

@@ -24,7 +24,7 @@ from deepscape.cli.common import (
     runs_table,
 )
 from deepscape.config import TrainConfig, apply_overrides, describe, format_value
-from deepscape.lab_config import config_class, module_constant
+from deepscape.lab_config import config_class, module_constants
 from deepscape.runs import Run, RunStore
 
 MARKS = {
@@ -124,10 +124,10 @@ def data_parallel(lab: landscape.Lab) -> str | None:
     """What the lab does under N processes, for its card (None: it does not train)."""
     if not lab.available:
         return None
-    refused = module_constant(lab, "ONE_PROCESS")
-    if refused:
-        return f"refused: {refused}; run it without torchrun or accelerate launch."
-    if module_constant(lab, "GLOBAL_BATCH"):
+    declared = module_constants(lab, "ONE_PROCESS", "GLOBAL_BATCH")
+    if declared.get("ONE_PROCESS"):
+        return f"refused: {declared['ONE_PROCESS']}; run it without torchrun or accelerate launch."
+    if declared.get("GLOBAL_BATCH"):
         return GLOBAL_BATCH
     return DATA_PARALLEL if issubclass(config_class(lab), TrainConfig) else None
 
