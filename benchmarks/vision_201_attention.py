@@ -97,8 +97,8 @@ def part_sizes(store: RunStore, dataset: str, archive: Path) -> str:
     return (
         f"`deepscape run vision/201/attention {' '.join(overrides[:2])}`: each arm "
         f"{config['steps']} steps of batch {config['batch_size']} at every size "
-        f"({run.summary['wall_seconds'] / 60:.0f} minutes in all). The figure: "
-        "`inductive_bias.png` of the run.\n\n"
+        f"({run.summary['wall_seconds'] / 60:.0f} minutes in all). Figure: "
+        f"`{run.dir.name}/figures/inductive_bias.png`.\n\n"
         + table(["training images", "ViT", "CNN", "CNN's lead"], rows)
         + "\n"
     )
@@ -110,21 +110,21 @@ def main() -> None:
     parser.add_argument("--cifar-archive", type=Path, default=ARCHIVE)
     parser.add_argument("--sizes-dataset", default="fashion-mnist")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as home:
-        store = RunStore(Path(home))
-        # each part owns its section of docs/benchmarks.md: one can be re-run alone
-        if "fashion" in args.parts:
-            body = part_fashion(store)
-            write_section("vision_201_attention_fashion", f"{LAB} on Fashion-MNIST", body)
-        if "cifar10" in args.parts and not args.cifar_archive.is_file():
-            print(f"skipping cifar10: {args.cifar_archive} not found")
-        elif "cifar10" in args.parts:
-            body = part_cifar10(store, args.cifar_archive)
-            write_section("vision_201_attention_cifar10", f"{LAB} on CIFAR-10", body)
-        if "sizes" in args.parts:
-            body = part_sizes(store, args.sizes_dataset, args.cifar_archive)
-            name = f"vision_201_attention_sizes_{args.sizes_dataset.replace('-', '_')}"
-            write_section(name, f"{LAB}: ViT vs CNN over training-set sizes", body)
+    store = RunStore(Path(tempfile.mkdtemp(prefix="attention-")))  # kept: the runs' figures
+    print(f"runs in {store.root}", flush=True)
+    # each part owns its section of docs/benchmarks.md: one can be re-run alone
+    if "fashion" in args.parts:
+        body = part_fashion(store)
+        write_section("vision_201_attention_fashion", f"{LAB} on Fashion-MNIST", body)
+    if "cifar10" in args.parts and not args.cifar_archive.is_file():
+        print(f"skipping cifar10: {args.cifar_archive} not found")
+    elif "cifar10" in args.parts:
+        body = part_cifar10(store, args.cifar_archive)
+        write_section("vision_201_attention_cifar10", f"{LAB} on CIFAR-10", body)
+    if "sizes" in args.parts:
+        body = part_sizes(store, args.sizes_dataset, args.cifar_archive)
+        name = f"vision_201_attention_sizes_{args.sizes_dataset.replace('-', '_')}"
+        write_section(name, f"{LAB}: ViT vs CNN over training-set sizes", body)
 
 
 if __name__ == "__main__":
