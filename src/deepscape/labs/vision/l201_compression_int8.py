@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from deepscape.config import ConfigError, closest
+from deepscape.runs import Run
 
 
 def check_backend(backend: str) -> None:
@@ -189,3 +191,131 @@ class OnnxModel:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         (logits,) = self.session.run(None, {"images": images.numpy()})
         return torch.from_numpy(logits)
+
+
+# -- a real ImageNet model in int8: torchvision's quantisable MobileNetV2 -------------------------
+def quantisable_mobilenet_v2() -> tuple[nn.Module, nn.Module]:
+    """torchvision's MobileNetV2 with its float ImageNet weights, offline (`load_mobilenet_v2`),
+    and its QuantizableMobileNetV2 with the same weights: the network between a QuantStub and a
+    DeQuantStub, its residual additions through FloatFunctional so they can become int8 too, and
+    ReLU6 swapped for ReLU so that each convolution, batch norm and ReLU fuse into one int8
+    layer. Both in eval mode. Raises PretrainedUnavailable naming the install."""
+    from torchvision.models.quantization import mobilenet_v2
+
+    from deepscape.models.pretrained import load_mobilenet_v2
+
+    weighed = load_mobilenet_v2()
+    model = mobilenet_v2(quantize=False)
+    model.load_state_dict(weighed.state_dict())  # the same names, every tensor
+    model.pretrained_cfg = weighed.pretrained_cfg  # torchvision's preprocessing
+    return weighed, model.eval()
+
+
+@torch.no_grad()
+def eager_int8(model: nn.Module, calibration: torch.Tensor, *, backend: str) -> nn.Module:
+    """Eager-mode static quantisation, the way torchvision makes its int8 models: convolution,
+    batch norm and ReLU fused into one layer (`fuse_model`), observers, calibration, int8
+    kernels."""
+    from torch.ao.quantization import convert, get_default_qconfig, prepare
+
+    check_backend(backend)
+    torch.backends.quantized.engine = backend
+    model = copy.deepcopy(model).eval()
+    with quiet():
+        model.fuse_model(is_qat=False)
+        model.qconfig = get_default_qconfig(backend)
+        prepare(model, inplace=True)
+        for batch in calibration.split(32):
+            model(batch)
+        return convert(model, inplace=True)
+
+
+def offline_photos() -> list[torch.Tensor]:
+    """Seven photos that ship with scikit-image and scikit-learn (an astronaut, a cat, coffee, a
+    rocket, a motorcycle, a temple, a flower), "3 h w" in [0, 1]."""
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    pictures = [skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee(),
+                skimage.data.rocket(), skimage.data.stereo_motorcycle()[0],
+                *load_sample_images().images]  # fmt: skip
+    return [torch.from_numpy(np.asarray(p, dtype=np.float32) / 255).permute(2, 0, 1)
+            for p in pictures]  # fmt: skip
+
+
+def folder_photos(folder: str) -> list[torch.Tensor]:
+    """Every photo in `folder` (recursively), "3 h w" in [0, 1]."""
+    from PIL import Image
+
+    from deepscape.data.imagenet import IMAGE_SUFFIXES
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(files) < 2:
+        raise ConfigError(f"imagenet_photos={folder}: {len(files)} photo(s) there, give 2 or more")
+    return [torch.from_numpy(np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255)
+            .permute(2, 0, 1) for f in files]  # fmt: skip
+
+
+def imagenet_int8(photos: list[torch.Tensor], *, backend: str, folder: Path,
+                  latency_runs: int) -> dict[str, dict[str, float]]:  # fmt: skip
+    """MobileNetV2 on ImageNet, torchvision's float model against its quantisable twin (float,
+    then int8): bytes on disk, latency for one 224×224 image, and how often each keeps the float
+    model's answer. There are no labelled ImageNet images offline, so agreement stands in for
+    accuracy. Half the photos calibrate, the other half judge."""
+    from deepscape import costs
+    from deepscape.models.pretrained import PretrainedClassifier
+
+    original, twin = quantisable_mobilenet_v2()
+    view = PretrainedClassifier(backbone=original)  # torchvision's resize, crop, normalisation
+    with torch.no_grad():
+        pixels = torch.cat([view.normalize(view.seen(photo[None])) for photo in photos])
+    half = len(pixels) // 2
+    calibration, judged = pixels[:half], pixels[half:]
+    models = {"float": original, "float, ReLU": twin,
+              "int8": eager_int8(twin, calibration, backend=backend)}  # fmt: skip
+    with torch.inference_mode():
+        logits = {name: model(judged) for name, model in models.items()}
+    answer = logits["float"].argmax(1)
+    latency = costs.interleaved_latency_ms(
+        {name: functools.partial(model, judged[:1]) for name, model in models.items()},
+        runs=latency_runs,
+    )
+    found: dict[str, dict[str, float]] = {}
+    for name, model in models.items():
+        path = folder / f"mobilenet_v2-{name.replace(', ', '-')}.safetensors"
+        if name == "int8":
+            size = save_int8(model, path)
+        else:
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
+            size = path.stat().st_size
+        top5 = logits[name].topk(5, dim=1).indices
+        found[name] = {
+            "size_bytes": size, "latency_b1_ms": latency[name],
+            "top1_agreement": float((logits[name].argmax(1) == answer).float().mean()),
+            "float_top1_in_top5": float((top5 == answer[:, None]).any(1).float().mean()),
+        }  # fmt: skip
+    return {**found, "photos": {"calibration": half, "judged": len(judged)}}
+
+
+def weigh_imagenet_mobilenet(run: Run, photos: str | None, *, backend: str,
+                             latency_runs: int) -> dict[str, float]:  # fmt: skip
+    """`imagenet_int8` on the photos in the folder `photos` (or `offline_photos()`), into the
+    run's summary; its ratios as metrics. Skipped, with the install that would bring them, when
+    the weights are not here."""
+    from deepscape.models.pretrained import PretrainedUnavailable
+
+    pictures = folder_photos(photos) if photos else offline_photos()
+    try:
+        found = imagenet_int8(pictures, backend=backend, folder=run.dir / "variants",
+                              latency_runs=latency_runs)  # fmt: skip
+    except PretrainedUnavailable as error:
+        run.update_summary(imagenet_int8={"skipped": str(error)})
+        print(f"imagenet int8 skipped: {error}")
+        return {}
+    run.update_summary(imagenet_int8=found)
+    weights, quantised = found["float"], found["int8"]
+    return {
+        "imagenet_int8_size_ratio": weights["size_bytes"] / quantised["size_bytes"],
+        "imagenet_int8_speedup_b1": weights["latency_b1_ms"] / quantised["latency_b1_ms"],
+        "imagenet_int8_top1_agreement": quantised["top1_agreement"],
+    }
