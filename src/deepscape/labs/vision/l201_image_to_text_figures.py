@@ -53,7 +53,9 @@ def attention_figure(pixels: torch.Tensor, maps: torch.Tensor, words: list[str])
     weights = maps[-1].mean(dim=0)  # "t cells": the last layer decides the word
     cols = min(len(words), 6)
     rows = -(-len(words) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.2 * rows + 0.4), squeeze=False)
+    # constrained layout keeps each row's word titles clear of the pictures above them
+    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.3 * rows + 0.4), squeeze=False,
+                             layout="constrained")  # fmt: skip
     for ax in axes.flat:
         ax.axis("off")
     picture = as_rgb(pixels)
@@ -65,7 +67,6 @@ def attention_figure(pixels: torch.Tensor, maps: torch.Tensor, words: list[str])
         ax.set_title(word, fontsize=10)
     fig.suptitle(f"Where each word looked ({side}×{side} cells, last layer, mean of heads)",
                  fontsize=10)  # fmt: skip
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
     return fig
 
 
