@@ -7,6 +7,8 @@ comes (dynamic). PyTorch's FX-mode quantisation (`torch.ao.quantization`) does t
 `prepare_fx` puts observers on the graph, calibration images run through it, `convert_fx` swaps
 every convolution for an int8 kernel. Quantisation-aware training keeps float weights but rounds
 them in the forward pass (fake quantisation), so fine-tuning learns weights that survive rounding.
+torchvision's quantisable models are made the older way, in eager mode: the network itself marks
+where int8 starts and ends, and `fuse_model` merges each convolution with its norm and ReLU.
 """
 
 from __future__ import annotations
@@ -204,11 +206,10 @@ def quantisable_mobilenet_v2() -> tuple[nn.Module, nn.Module]:
 
     from deepscape.models.pretrained import load_mobilenet_v2
 
-    weighed = load_mobilenet_v2()
-    model = mobilenet_v2(quantize=False)
-    model.load_state_dict(weighed.state_dict())  # the same names, every tensor
-    model.pretrained_cfg = weighed.pretrained_cfg  # torchvision's preprocessing
-    return weighed, model.eval()
+    original = load_mobilenet_v2()
+    twin = mobilenet_v2(quantize=False)
+    twin.load_state_dict(original.state_dict())  # the same names, every tensor
+    return original, twin.eval()
 
 
 @torch.no_grad()
