@@ -198,6 +198,9 @@ def test_the_lab_compresses_a_real_digits_cnn(looked_inside):
     assert metrics["int8_accuracy_drop"] <= 0.02 and metrics["int8_size_ratio"] > 3
     assert metrics["student_test_accuracy"] > 0.85 and metrics["distilled_test_accuracy"] > 0.85
     assert {p.stem for p in run.figures()} >= {"sparsity", "frontier"}
+    # step 6, the ImageNet MobileNetV2 on the offline photos, in the summary and the metrics
+    assert run.summary["imagenet_int8"]["photos"] == {"calibration": 3, "judged": 4}
+    assert metrics["imagenet_int8_size_ratio"] > 3.5
 
 
 def test_a_run_to_compress_that_does_not_exist_or_has_no_weights_gets_the_fix(store):
@@ -214,7 +217,8 @@ def test_the_default_path_trains_objects10s_cnn_and_compresses_it(store):
     run = run_lab(
         COMPRESSION,
         ["train_fraction=0.1", "epochs=3", "finetune_epochs=0.5", "prune_rounds=2",
-         "latency_runs=5", "calibration_images=256", "qat=always", "figures=false"],
+         "latency_runs=5", "calibration_images=256", "qat=always", "imagenet=false",
+         "figures=false"],
         store=store, show_progress=False,
     )  # fmt: skip
     assert run.status == "finished"
