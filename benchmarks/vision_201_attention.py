@@ -27,7 +27,7 @@ from deepscape.runs import Run, RunStore
 
 LAB = "vision/201/attention"
 ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"
-CIFAR_SETTINGS = ["dataset=cifar10", "patch_size=4", "epochs=6", "crop_padding=4", "figures=false"]
+CIFAR_SETTINGS = ["dataset=cifar10", "patch_size=4", "epochs=11", "crop_padding=4", "figures=false"]
 
 
 def unpacked(archive: Path, folder: str) -> str:
