@@ -28,7 +28,7 @@ count in the summary).
 6. A real ImageNet model in int8 (imagenet=true): torchvision's quantisable MobileNetV2 with its
    offline ImageNet weights, fused and calibrated in eager mode as torchvision makes its own
    int8 models; its size, latency at 224×224 and how often it keeps the float model's answer
-   on photos (`imagenet_photos`, or seven that scikit-image and scikit-learn ship). On 400
+   on photos (`imagenet_photos`, or the seven that scikit-image ships). On 400
    Flickr8k photos it was 3.8× smaller and 2.4× faster, and kept the answer on only 58 %:
    MobileNetV2 loses much more to post-training rounding than the CNN above.
 figures/sparsity.png draws the pruning curves and where the zeros fell; figures/frontier.png
@@ -109,8 +109,7 @@ class Config(TrainConfig):
     imagenet: bool = option(True, "also make torchvision's ImageNet MobileNetV2 int8, and weigh it")
     imagenet_photos: str | None = option(
         None,
-        "photos for that: half calibrate, half judge "
-        "(default: 7 that scikit-image and scikit-learn ship)",
+        "photos for that: half calibrate, half judge (default: the 7 that scikit-image ships)",
     )
     # training from scratch (the original, the students): objects10's recipe
     batch_size: int = option(256, "examples per optimisation step")

@@ -232,29 +232,25 @@ def eager_int8(model: nn.Module, calibration: torch.Tensor, *, backend: str) -> 
 
 
 def offline_photos() -> list[torch.Tensor]:
-    """Seven photos that ship with scikit-image and scikit-learn (an astronaut, a cat, coffee, a
-    rocket, a motorcycle, a temple, a flower), "3 h w" in [0, 1]."""
-    import skimage.data
-    from sklearn.datasets import load_sample_images
+    """The seven photos scikit-image ships (`skimage_photos`), as torchvision's 256-pixel
+    squares: "3 256 256" in [0, 1]."""
+    from deepscape.data.imagenet import skimage_photos
 
-    pictures = [skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee(),
-                skimage.data.rocket(), skimage.data.stereo_motorcycle()[0],
-                *load_sample_images().images]  # fmt: skip
-    return [torch.from_numpy(np.asarray(p, dtype=np.float32) / 255).permute(2, 0, 1)
-            for p in pictures]  # fmt: skip
+    return [pixels for _, pixels, _ in skimage_photos(256)]
 
 
 def folder_photos(folder: str) -> list[torch.Tensor]:
     """Every photo in `folder` (recursively), "3 h w" in [0, 1]."""
-    from PIL import Image
+    from deepscape.data import DataUnavailable
+    from deepscape.data.imagenet import decode, image_paths
 
-    from deepscape.data.imagenet import IMAGE_SUFFIXES
-
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    try:
+        files = image_paths(folder)
+    except DataUnavailable:
+        files = []
     if len(files) < 2:
         raise ConfigError(f"imagenet_photos={folder}: {len(files)} photo(s) there, give 2 or more")
-    return [torch.from_numpy(np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255)
-            .permute(2, 0, 1) for f in files]  # fmt: skip
+    return [decode(f) for f in files]
 
 
 def imagenet_int8(photos: list[torch.Tensor], *, backend: str, folder: Path,
