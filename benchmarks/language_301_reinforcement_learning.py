@@ -9,9 +9,10 @@ control: the lab's three algorithms on CartPole-v1 (`deepscape run … seeds=5`)
 stable-baselines3's PPO with the same hyperparameters (rl-baselines3-zoo's for CartPole-v1:
 8 environments × 32 steps, 20 epochs of minibatches of 256, γ 0.98, λ 0.8, LR 1e-3 and clip 0.2
 decayed linearly to 0, no entropy bonus) on the same budget of environment steps and the same
-seeds, scored by the same evaluator: the greedy policy over 10 episodes every 5,000 steps and over
-100 at the end. "Steps to solve": the environment steps at the first evaluation whose mean reached
-475. Everything on one thread, one training at a time; run it alone (`flock -x`).
+seeds, scored by the same evaluator at the same points: the greedy policy over 10 episodes after
+the first update past every `eval_every` steps (5,000) and at the end, over 100 at the end.
+"Steps to solve": the environment steps at the first evaluation whose mean reached 475.
+Everything on one thread, one training at a time; run it alone (`flock -x`).
 
 language-model: `deepscape run … part=language-model` on seeds 0, 1 and 2 (the lab's defaults):
 held-out exact answers after SFT and after GRPO, the gain (target ≥ 20 points within 30 minutes
@@ -68,16 +69,25 @@ def stable_baselines3(seed: int, env_steps: int, eval_every: int) -> dict:
         return lambda remaining: remaining * start
 
     class Evaluate(BaseCallback):
+        """Scores the policy where the lab scores its own: at the first rollout boundary past each
+        `eval_every` mark, after that rollout's update, charged every step taken so far. (Scoring
+        in `_on_step` would charge 2,504 steps to the policy of the last update, at 2,304.)"""
+
         def __init__(self):
             super().__init__()
             self.next, self.curve = eval_every, []
 
-        def _on_step(self) -> bool:
+        def _on_rollout_start(self) -> None:  # after the previous rollout's update
             if self.num_timesteps >= self.next:
                 self.next += eval_every
-                score = statistics.fmean(rl.play(Greedy(self.model), "CartPole-v1", episodes=10,
-                                                 seed=1_000_000 + seed * 1000))  # fmt: skip
-                self.curve.append((self.num_timesteps, score))
+                self.score()
+
+        def score(self) -> None:
+            score = statistics.fmean(rl.play(Greedy(self.model), "CartPole-v1", episodes=10,
+                                             seed=1_000_000 + seed * 1000))  # fmt: skip
+            self.curve.append((self.num_timesteps, score))
+
+        def _on_step(self) -> bool:
             return True
 
     started = time.perf_counter()
@@ -87,6 +97,7 @@ def stable_baselines3(seed: int, env_steps: int, eval_every: int) -> dict:
                 verbose=0)  # fmt: skip
     evaluate = Evaluate()
     model.learn(total_timesteps=env_steps, callback=evaluate)
+    evaluate.score()  # and at the end, as the lab does
     final = statistics.fmean(rl.play(Greedy(model), "CartPole-v1", episodes=100, seed=2_000_000))
     reached = [steps for steps, score in evaluate.curve if score >= SOLVED]
     return {"algorithm": "stable-baselines3 ppo", "seed": seed, "mean_return": final,
