@@ -14,13 +14,16 @@ import torch
 from PIL import Image
 
 from deepscape.config import ConfigError, apply_overrides
+from deepscape.data import DataUnavailable
 from deepscape.data.text import word_tokenizer
 from deepscape.generate import beam_search, continuation_logprob, generate
 from deepscape.lab import run_lab
 from deepscape.labs.vision.l201_image_to_text import Config, caption_page, check
 from deepscape.labs.vision.l201_image_to_text_data import (
+    DIGITS,
     CaptionSplit,
     Scene,
+    built_scenes,
     flickr_folder,
     grounded,
     parse,
@@ -38,6 +41,7 @@ from deepscape.runs import RunStore
 
 LAB = "vision/201/image-to-text"
 FLICKR = Path(__file__).parents[2] / "shared" / "data" / "flickr8k-800"
+MNIST = Path(__file__).parents[2] / "shared" / "data" / "mnist"
 REFERENCES = [
     ["a dog runs through the grass .", "a brown dog running on grass", "the dog is outside"],
     ["two children play on the beach .", "kids playing in the sand", "two kids at the sea"],
@@ -119,6 +123,17 @@ def test_in_reading_order_a_scene_is_one_training_caption():
     assert both.inputs.tolist() == [5, 5, 6, 6] and first.inputs.tolist() == [5, 6]
     said = [" ".join(vocabulary.words(row[1:])) for row in first.targets.tolist()]
     assert said == ["a small two above a large seven", "a small one left of a small six"]
+
+
+def test_scenes_draw_digits_from_all_of_mnist_given_its_files(tmp_path):
+    with pytest.raises(DataUnavailable, match="has no train-images-idx3-ubyte"):
+        built_scenes("digits", (4, 2, 2), mnist_dir=str(tmp_path))
+    if not MNIST.is_dir():
+        pytest.skip(f"{MNIST} is absent (it is optional benchmark data)")
+    data = built_scenes("digits", (40, 2, 2), mnist_dir=str(MNIST))
+    assert data.name == "scenes-digits-mnist" and f"IDX files in {MNIST}" in data.source
+    assert {parse(c[0]).first[1] for c in data.train.captions} <= set(DIGITS)
+    assert data.train.pixels.flatten(1).amax(1).min() > 0.5  # every scene has its digits drawn
 
 
 def peaky_captioner() -> Captioner:

