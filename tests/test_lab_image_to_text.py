@@ -174,7 +174,8 @@ def test_maps_show_where_each_word_looked():
 
 def test_bad_options_are_answered_in_one_line():
     for bad, says in [("beams=0", "beams"), ("dataset=coco", "data_dir="),
-                      ("n_embd=90", "n_head"), ("scenes=10,0,10", "scenes=")]:  # fmt: skip
+                      ("n_embd=90", "n_head"), ("scenes=10,0,10", "scenes="),
+                      ("mnist_dir=/no/such/folder", "mnist_dir=.*IDX")]:  # fmt: skip
         with pytest.raises(ConfigError, match=says) as caught:
             check(apply_overrides(Config(), [bad]))
         assert "\n" not in str(caught.value)

@@ -376,6 +376,9 @@ def check(config: Config) -> None:
     if min(config.scenes) < 1 or config.test_images < 1 or config.validation_images < 1:
         raise ConfigError("scenes=TRAIN,VALIDATION,TEST, test_images and validation_images "
                           "must all be ≥ 1")  # fmt: skip
+    if config.mnist_dir and not Path(config.mnist_dir).is_dir():
+        raise ConfigError(f"mnist_dir={config.mnist_dir} is not a folder: give the one holding "
+                          "MNIST's four IDX files (train-images-idx3-ubyte[.gz], …)")  # fmt: skip
 
 
 # -- 4. serving: caption an uploaded photo --------------------------------------------------------
