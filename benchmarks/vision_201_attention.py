@@ -3,12 +3,16 @@
     python benchmarks/vision_201_attention.py                        # fashion, cifar10, sizes
     python benchmarks/vision_201_attention.py --parts fashion        # the map's check alone
     python benchmarks/vision_201_attention.py --parts sizes --sizes-dataset cifar10
+    python benchmarks/vision_201_attention.py --parts budget         # the defaults, 2× the epochs
 
 (fashion) `deepscape run vision/201/attention` with the lab's defaults (the ViT on Fashion-MNIST):
     test accuracy, training time (the Trainer's clock), the model's measured cost, and the CNN
     trained beside it for the Grad-CAM figure. Target: ≥ 91 % within 10 minutes of training.
 (cifar10) The ViT on the JPEG copy of CIFAR-10 (unpacked to a temporary folder) with CIFAR_SETTINGS.
     Target: ≥ 70 % within 15 minutes.
+(budget) The defaults with twice the epochs (32): what the ViT reaches on a machine that trains
+    twice as fast, as the guide's Intel Xeon with AMX does in bf16. Its minutes here are not the
+    point (it may share the cores); its accuracy is.
 (sizes) method=sizes: the ViT and the CNN of about its size at every training-set size, the same
     steps each; test accuracy per size and the CNN's lead.
 """
@@ -16,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import tarfile
 import tempfile
 from pathlib import Path
@@ -80,6 +85,27 @@ def part_cifar10(store: RunStore, archive: Path) -> str:
     )
 
 
+def part_budget(store: RunStore, epochs: int) -> str:
+    overrides = [f"epochs={epochs}", "figures=false"]
+    load_before = os.getloadavg()[0]
+    run = run_lab(LAB, overrides, store=store, show_progress=True)
+    metrics = run.summary["metrics"]
+    best = max(e["val_accuracy"] for e in run.evaluations())
+    row = [f"{epochs}", f"{metrics['test_accuracy']:.2%}", f"{best:.2%}",
+           f"{metrics['train_seconds'] / 60:.1f} min"]  # fmt: skip
+    headers = ["epochs", "test accuracy", "best validation", "training"]
+    return (
+        f"`deepscape run {LAB} {' '.join(overrides)}`: the defaults, but twice the epochs (the "
+        "schedule stretched over them). The accuracy a machine twice as fast would reach in "
+        "the target's 10 minutes; the minutes are this run's, which may have shared the cores "
+        f"(load average, 1 min, before and after: {load_before:.1f}, {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} cores).\n\n"
+        + table(headers, [row])
+        + f"\n\nAt {epochs} epochs the ViT reaches {metrics['test_accuracy']:.2%} "
+        f"(the map's bar: 91 %: {'✓' if metrics['test_accuracy'] >= 0.91 else '✗'}).\n"
+    )
+
+
 def part_sizes(store: RunStore, dataset: str, archive: Path) -> str:
     with tempfile.TemporaryDirectory() as folder:
         overrides = ["method=sizes", f"dataset={dataset}"]
@@ -109,6 +135,7 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["fashion", "cifar10", "sizes"])
     parser.add_argument("--cifar-archive", type=Path, default=ARCHIVE)
     parser.add_argument("--sizes-dataset", default="fashion-mnist")
+    parser.add_argument("--budget-epochs", type=int, default=32, help="(budget) the epochs")
     args = parser.parse_args()
     store = RunStore(Path(tempfile.mkdtemp(prefix="attention-")))  # kept: the runs' figures
     print(f"runs in {store.root}", flush=True)
@@ -121,6 +148,9 @@ def main() -> None:
     elif "cifar10" in args.parts:
         body = part_cifar10(store, args.cifar_archive)
         write_section("vision_201_attention_cifar10", f"{LAB} on CIFAR-10", body)
+    if "budget" in args.parts:
+        body = part_budget(store, args.budget_epochs)
+        write_section("vision_201_attention_budget", f"{LAB}: twice the epochs", body)
     if "sizes" in args.parts:
         body = part_sizes(store, args.sizes_dataset, args.cifar_archive)
         name = f"vision_201_attention_sizes_{args.sizes_dataset.replace('-', '_')}"
