@@ -112,6 +112,7 @@ def part_sizes(store: RunStore, dataset: str, archive: Path) -> str:
         if dataset == "cifar10":  # 7×7 patches do not tile 32×32 images
             overrides += ["patch_size=4", f"data_dir={unpacked(archive, folder)}"]
         run = run_lab(LAB, overrides, store=store, show_progress=True)
+    shown = [item for item in overrides if not item.startswith("data_dir=")]  # a scratch folder
     metrics, config = run.summary["metrics"], run.config
     sizes = sorted({int(key.split("_")[1]) for key in metrics if key.startswith("vit_")})
     rows = [
@@ -121,7 +122,7 @@ def part_sizes(store: RunStore, dataset: str, archive: Path) -> str:
         if f"cnn_lead_{n}" in metrics
     ]  # fmt: skip
     return (
-        f"`deepscape run vision/201/attention {' '.join(overrides[:2])}`: each arm "
+        f"`deepscape run vision/201/attention {' '.join(shown)}`: each arm "
         f"{config['steps']} steps of batch {config['batch_size']} at every size "
         f"({run.summary['wall_seconds'] / 60:.0f} minutes in all). Figure: "
         f"`{run.dir.name}/figures/inductive_bias.png`.\n\n"
@@ -154,7 +155,8 @@ def main() -> None:
     if "sizes" in args.parts:
         body = part_sizes(store, args.sizes_dataset, args.cifar_archive)
         name = f"vision_201_attention_sizes_{args.sizes_dataset.replace('-', '_')}"
-        write_section(name, f"{LAB}: ViT vs CNN over training-set sizes", body)
+        title = f"{LAB}: ViT vs CNN over training-set sizes ({args.sizes_dataset})"
+        write_section(name, title, body)
 
 
 if __name__ == "__main__":
