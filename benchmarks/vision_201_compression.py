@@ -5,9 +5,10 @@
     python benchmarks/vision_201_compression.py --parts imagenet     # MobileNetV2 in int8
 
 One run of the lab measures every variant the same way: test accuracy, bytes on disk, CPU
-latency at batch 1 (median of the lab's `latency_runs` calls after one warm-up call, at the run's
-thread count). Ratios are against the original measured in the same run, in the same runtime
-(PyTorch rows against the PyTorch original, onnxruntime rows against the ONNX original).
+latency at batch 1 (median of the lab's `latency_runs` calls after one warm-up call, on the lab's
+`latency_threads`, the targets', and on the run's thread count beside it). Ratios are against
+the original measured in the same run, in the same runtime (PyTorch rows against the PyTorch
+original, onnxruntime rows against the ONNX original).
 (fashion) `deepscape run vision/201/compression` with the lab's defaults.
 (cifar10) the same on the JPEG copy of CIFAR-10 (unpacked to a temporary folder), CIFAR_SETTINGS.
 (imagenet) torchvision's quantisable MobileNetV2 (ImageNet weights, offline) in int8, as the lab's
@@ -47,32 +48,40 @@ TARGETS = [  # (what, metric, test) — the issue's four, checked against the ru
 ]  # fmt: skip
 
 
-HEADERS = ["variant", "runtime", "test accuracy", "points", "on disk", "smaller", "latency b1",
-           "faster", "FLOPs / image"]  # fmt: skip
+def threads(n: str) -> str:
+    return f"{n} thread" + ("" if n == "1" else "s")
 
 
 def report(run: Run) -> str:
     variants, metrics = run.summary["variants"], run.summary["metrics"]
     peers = {"pytorch": variants["original"], "onnxruntime": variants["onnx original"]}
+    counts = list(variants["original"]["latency_b1_ms_by_threads"])  # the targets' count first
+    headers = ["variant", "runtime", "test accuracy", "points", "on disk", "smaller"]
+    for n in counts:
+        headers += [f"latency b1, {threads(n)}", "faster"]
     rows = []
     for name, v in variants.items():
         peer = peers[v["runtime"]]
-        rows.append([
+        row = [
             name, v["runtime"], f"{v['test_accuracy']:.2%}",
             f"{100 * (v['test_accuracy'] - variants['original']['test_accuracy']):+.2f}",
             f"{v['size_bytes'] / 1024:,.0f} KiB",
             f"{variants['original']['size_bytes'] / v['size_bytes']:.2f}×",
-            f"{v['latency_b1_ms']:.3f} ms", f"{peer['latency_b1_ms'] / v['latency_b1_ms']:.2f}×",
-            f"{v['flops'] / 1e6:.1f} M" if "flops" in v else "—",
-        ])  # fmt: skip
+        ]  # fmt: skip
+        for n in counts:
+            ms, peer_ms = v["latency_b1_ms_by_threads"][n], peer["latency_b1_ms_by_threads"][n]
+            row += [f"{ms:.3f} ms", f"{peer_ms / ms:.2f}×"]
+        rows.append([*row, f"{v['flops'] / 1e6:.1f} M" if "flops" in v else "—"])
     verdicts = [[what, "✓" if test(metrics) else "✗"] for what, test in TARGETS]
     summary = run.summary
     return (
-        f"Threads: {summary['threads']}; int8 backend {summary['backend']}; the original: run of "
+        f"Threads: {summary['threads']} (latency targets: "
+        f"{threads(str(summary['latency_threads']))}); int8 backend {summary['backend']}; the "
+        "original: run of "
         f"vision/101/objects10 (model=cnn), {summary['wall_seconds'] / 60:.1f} minutes for the "
         "whole compression run including it. Points: change of test accuracy against the "
         "original; smaller and faster: ratios against the original of the same runtime.\n\n"
-        + table(HEADERS, rows)
+        + table([*headers, "FLOPs / image"], rows)
         + "\n\n"
         + table(["target", "met"], verdicts)
         + "\n"

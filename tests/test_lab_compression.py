@@ -150,6 +150,12 @@ def test_imagenet_photos_that_are_not_a_folder_are_refused_before_any_work(store
         int8.folder_photos(str(tmp_path))
 
 
+def test_latency_on_no_threads_is_refused_before_any_work(store):
+    with pytest.raises(ConfigError, match=r"^latency_threads=0: time on 1 thread or more$"):
+        run_lab(COMPRESSION, ["latency_threads=0"], store=store, show_progress=False)
+    assert not store.list()
+
+
 def test_a_backend_this_build_lacks_is_refused_with_the_ones_it_has():
     with pytest.raises(ConfigError) as error:
         int8.check_backend("arm")
@@ -190,6 +196,9 @@ def test_the_lab_compresses_a_real_digits_cnn(looked_inside):
     assert run.status == "finished"
     for name in ("iteratively pruned", "channel-pruned", "int8 static", "onnx int8"):
         assert {"test_accuracy", "size_bytes", "latency_b1_ms"} <= set(variants[name])
+        # timed on one thread (the targets'), and on the run's two as well
+        by_threads = variants[name]["latency_b1_ms_by_threads"]
+        assert set(by_threads) == {"1", "2"} and by_threads["1"] == variants[name]["latency_b1_ms"]
     assert metrics["original_test_accuracy"] > 0.95
     assert metrics["sparsity"] == pytest.approx(0.9, abs=1e-3)
     assert metrics["test_accuracy_drop"] <= 0.02  # 90 % of the weights gone

@@ -3,8 +3,10 @@
 The subject is a trained CNN: objects10's model=cnn, trained here first (a run of its own), or any
 finished run of a plain CNN (`from_run=`). Each technique makes a variant of it, and every variant
 is weighed the same way in the same run: test accuracy, bytes on disk (the file it would ship as),
-CPU latency for one image (medians of calls timed in turns, every variant alike, at the thread
-count in the summary).
+CPU latency for one image (medians of calls timed in turns, every variant alike) on
+`latency_threads` threads, and again on the run's thread count when that differs. One image is
+too little work to share: on two threads the original ran no faster than on one, and the threads'
+meeting at every layer ate most of what cutting channels saved.
 1. Unstructured pruning: the smallest weights of all layers, ranked together, set to zero
    (`torch.nn.utils.prune`). One shot without fine-tuning, for a curve of accuracy against
    sparsity; then one shot to `sparsity` and fine-tuned, against the same sparsity reached in
@@ -106,6 +108,7 @@ class Config(TrainConfig):
     temperature: float = option(2.0, "distillation: softmax temperature of the soft targets")
     distill_weight: float = option(0.5, "distillation: weight of the soft targets (rest: labels)")
     latency_runs: int = option(200, "timed calls per variant, in 10 turns, for its latency")
+    latency_threads: int = option(1, "threads the batch-1 latencies of the targets are timed on")
     imagenet: bool = option(True, "also make torchvision's ImageNet MobileNetV2 int8, and weigh it")
     imagenet_photos: str | None = option(
         None,
@@ -132,6 +135,8 @@ def check(config: Config) -> None:
     pruning.check_flops_share(config.flops_share)
     if config.prune_rounds < 1:
         raise ConfigError(f"prune_rounds={config.prune_rounds}: prune in 1 round or more")
+    if config.latency_threads < 1:
+        raise ConfigError(f"latency_threads={config.latency_threads}: time on 1 thread or more")
     if config.imagenet_photos and not Path(config.imagenet_photos).is_dir():
         raise ConfigError(f"imagenet_photos={config.imagenet_photos}: no such folder of photos")
 
@@ -143,6 +148,7 @@ def run(config: Config, run: Run) -> dict[str, Any]:
     trained = the_original(config, run)
     data = trained.data.with_train_fraction(config.train_fraction)
     run.update_summary(original_run=trained.run.id, threads=threads, backend=config.backend,
+                       latency_threads=config.latency_threads,
                        data={"name": data.name, "source": data.source, **data.sizes})  # fmt: skip
     bench = Bench(config, run, data)
     original = bench.weigh("original", trained.model, size=pruning.save_dense)
@@ -314,7 +320,8 @@ class Bench:
         # a resumed run measures every variant again: the interrupted attempt's records go
         run.keep_history(lambda record: record.get("kind") != "variant")
         self.table: dict[str, dict[str, Any]] = {}
-        self.timed: dict[str, Callable[[], object]] = {}  # name → one call at batch 1
+        self.timed: dict[str, Callable[[int], object]] = {}  # name → one call at batch 1,
+        # made for a thread count (an onnxruntime session fixes its threads when it starts)
         self.example = data.test.inputs[:1]
 
     @torch.inference_mode()
@@ -340,7 +347,8 @@ class Bench:
             row["flops"] = costs.forward_flops(model, self.example)
             row["zero_share"] = pruning.zero_share(model)
         self.table[name] = row
-        self.timed[name] = functools.partial(model.eval(), self.example)
+        model.eval()  # PyTorch's threads are set for all models at once: `threads` is unused
+        self.timed[name] = lambda threads: functools.partial(model, self.example)
         return row
 
     def weigh_onnx(self, name: str, model: nn.Module) -> dict[str, Any]:
@@ -359,22 +367,35 @@ class Bench:
         row = {"test_accuracy": self.accuracy(session), "size_bytes": size,
                "runtime": "onnxruntime"}  # fmt: skip
         self.table[name] = row
-        self.timed[name] = functools.partial(session, self.example)
+        self.timed[name] = lambda threads: functools.partial(
+            int8.OnnxModel(path, threads=threads), self.example
+        )
         return row
 
     def time_all(self) -> None:
         """Every variant's latency at batch 1, timed in turns with the others of its runtime
         (`costs.interleaved_latency_ms`), so that the ratios between them hold whatever the
-        machine did meanwhile; then each variant is recorded in the run's history. PyTorch's
-        variants and onnxruntime's are timed apart: onnxruntime's threads keep spinning for a
-        while after a call (its default, good for its own latency), and a PyTorch model timed
-        right after one measured 15 % slower."""
-        latencies: dict[str, float] = {}
-        for runtime in ("pytorch", "onnxruntime"):
-            calls = {n: c for n, c in self.timed.items() if self.table[n]["runtime"] == runtime}
-            latencies |= costs.interleaved_latency_ms(calls, runs=self.config.latency_runs)
+        machine did meanwhile: on `latency_threads` threads (`latency_b1_ms`), and on the run's
+        own count too when it differs (`latency_b1_ms_by_threads`); then each variant is
+        recorded in the run's history. PyTorch's variants and onnxruntime's are timed apart:
+        onnxruntime's threads keep spinning for a while after a call (its default, good for its
+        own latency), and a PyTorch model timed right after one measured 15 % slower."""
+        run_threads = torch.get_num_threads()
+        by_threads: dict[str, dict[str, float]] = {name: {} for name in self.table}
+        try:
+            for threads in dict.fromkeys([self.config.latency_threads, run_threads]):
+                torch.set_num_threads(threads)
+                for runtime in ("pytorch", "onnxruntime"):
+                    calls = {n: make(threads) for n, make in self.timed.items()
+                             if self.table[n]["runtime"] == runtime}  # fmt: skip
+                    measured = costs.interleaved_latency_ms(calls, runs=self.config.latency_runs)
+                    for name, ms in measured.items():
+                        by_threads[name][str(threads)] = ms
+        finally:
+            torch.set_num_threads(run_threads)
         for name, row in self.table.items():
-            row["latency_b1_ms"] = latencies[name]
+            row["latency_b1_ms"] = by_threads[name][str(self.config.latency_threads)]
+            row["latency_b1_ms_by_threads"] = by_threads[name]
             self.run.log({"kind": "variant", "name": name, **row})
         self.run.commit_history()
 
