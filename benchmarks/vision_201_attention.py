@@ -100,9 +100,8 @@ def part_budget(store: RunStore, epochs: int) -> str:
         f"`deepscape run {LAB} {' '.join(overrides)}`: the defaults, but {factor:g}× the epochs "
         f"(the schedule stretched over them). The accuracy a machine {factor:g}× as fast would "
         "reach in the target's 10 minutes; the minutes are this run's, which may have shared "
-        "the cores "
-        f"(load average, 1 min, before and after: {load_before:.1f}, {os.getloadavg()[0]:.1f} "
-        f"on {os.cpu_count()} cores).\n\n"
+        f"the cores (load average, 1 min, before and after: {load_before:.1f}, "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores).\n\n"
         + table(headers, [row])
         + f"\n\nAt {epochs} epochs the ViT reaches {metrics['test_accuracy']:.2%} "
         f"(the map's bar: 91 %: {'✓' if metrics['test_accuracy'] >= 0.91 else '✗'}).\n"
