@@ -156,6 +156,13 @@ def test_latency_on_no_threads_is_refused_before_any_work(store):
     assert not store.list()
 
 
+@pytest.mark.parametrize("share", ["0", "1.5"])
+def test_students_on_no_images_or_more_than_all_are_refused_before_any_work(store, share):
+    with pytest.raises(ConfigError, match=rf"^student_fraction={share}: give a share in \(0, 1\]$"):
+        run_lab(COMPRESSION, [f"student_fraction={share}"], store=store, show_progress=False)
+    assert not store.list()
+
+
 def test_a_backend_this_build_lacks_is_refused_with_the_ones_it_has():
     with pytest.raises(ConfigError) as error:
         int8.check_backend("arm")
@@ -189,7 +196,7 @@ def test_the_lab_compresses_a_real_digits_cnn(looked_inside):
     run = run_lab(
         COMPRESSION,
         [f"from_run={digits.id}", "augment=none", "epochs=10", "finetune_epochs=20",
-         "latency_runs=20", "threads=2"],
+         "student_fraction=0.2", "latency_runs=20", "threads=2"],
         store=store, show_progress=False,
     )  # fmt: skip
     metrics, variants = run.summary["metrics"], run.summary["variants"]
@@ -205,6 +212,8 @@ def test_the_lab_compresses_a_real_digits_cnn(looked_inside):
     assert metrics["structured_flops_share"] <= 0.5
     assert metrics["structured_accuracy_drop"] <= 0.03
     assert metrics["int8_accuracy_drop"] <= 0.02 and metrics["int8_size_ratio"] > 3
+    # both students learn from the same fifth of the training images
+    assert run.summary["student_images"] == pytest.approx(0.2 * run.summary["data"]["train"], abs=5)
     assert metrics["student_test_accuracy"] > 0.85 and metrics["distilled_test_accuracy"] > 0.85
     assert {p.stem for p in run.figures()} >= {"sparsity", "frontier"}
     # step 6, the ImageNet MobileNetV2 on the offline photos, in the summary and the metrics
