@@ -19,6 +19,8 @@ original, onnxruntime rows against the ONNX original).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import statistics
 import tarfile
 import tempfile
 from pathlib import Path
@@ -26,8 +28,10 @@ from pathlib import Path
 import torch
 from _report import table, write_section
 
+from deepscape.inside import load_trained
 from deepscape.lab import run_lab
 from deepscape.labs.vision import l201_compression_int8 as int8
+from deepscape.labs.vision.l201_compression import Bench, Config
 from deepscape.runs import Run, RunStore
 
 LAB = "vision/201/compression"
@@ -88,10 +92,46 @@ def report(run: Run) -> str:
     )
 
 
-def part(store: RunStore, overrides: list[str]) -> str:
+def part(store: RunStore, overrides: list[str]) -> tuple[Run, str]:
     run = run_lab(LAB, overrides, store=store, show_progress=True)
     shown = " ".join(o for o in overrides if not o.startswith("data_dir")) or "(the defaults)"
-    return f"`deepscape run {LAB}` {shown}.\n\n" + report(run)
+    return run, f"`deepscape run {LAB}` {shown}.\n\n" + report(run)
+
+
+def part_students(store: RunStore, lab_run: Run, fractions: list[float], seeds: int) -> str:
+    """The lab's two students (its step 4, `Bench.train_student`) from the lab run's original,
+    on shares of the training images, over seeds: how the gain depends on how few labels."""
+    original = load_trained(store.get(lab_run.summary["original_run"]))
+    config = Config(**lab_run.config)
+    scratch = store.create(LAB, lab_run.config)
+    scratch.show_progress = False
+    rows, gains = [], {}
+    for fraction in fractions:
+        gains[fraction] = []
+        for seed in range(seeds):
+            settings = dataclasses.replace(config, student_fraction=fraction, seed=seed)
+            bench = Bench(
+                settings, scratch, original.data.with_train_fraction(config.train_fraction)
+            )
+            labels = bench.accuracy(bench.train_student(None))
+            taught = bench.accuracy(bench.train_student(original.model))
+            gains[fraction].append(taught - labels)
+            gain = 100 * (taught - labels)
+            rows.append([f"{fraction:g}", f"{len(bench.student_images):,}", str(seed),
+                         f"{labels:.2%}", f"{taught:.2%}", f"{gain:+.2f}"])  # fmt: skip
+    medians = [f"{f:g} of the images: median {100 * statistics.median(g):+.2f} points, "
+               f"mean {100 * statistics.mean(g):+.2f}" for f, g in gains.items()]  # fmt: skip
+    return (
+        f"The lab's students (width {config.student_width}, augmentation "
+        f"{config.student_augment}, T={config.temperature:g}, soft-target weight "
+        f"{config.distill_weight:g}, the steps of {config.epochs} epochs over all the images) "
+        "from the original above, on a share of the training images (stratified), seeds "
+        f"0–{seeds - 1}, {lab_run.summary['threads']} threads.\n\n"
+        + table(["share", "images", "seed", "from labels", "distilled", "points"], rows)
+        + "\n\n"
+        + "\n".join(f"- {m}" for m in medians)
+        + "\n"
+    )
 
 
 def part_imagenet(folder: Path, threads: int) -> str:
@@ -135,17 +175,21 @@ def main() -> None:
     parser.add_argument("--cifar-archive", type=Path, default=ARCHIVE)
     parser.add_argument("--photos", type=Path, default=PHOTOS, help="(imagenet) a folder of photos")
     parser.add_argument("--threads", type=int, default=2, help="(imagenet) torch threads")
+    parser.add_argument("--student-fractions", type=float, nargs="+", default=[0.02, 0.05, 1.0],
+                        help="(fashion) shares of the images the students learn from")  # fmt: skip
+    parser.add_argument("--seeds", type=int, default=3, help="(fashion) seeds of each student")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         store = RunStore(Path(home))
         if "fashion" in args.parts:
-            body = part(store, [])
+            run, body = part(store, [])
+            body += "\n" + part_students(store, run, args.student_fractions, args.seeds)
             write_section("vision_201_compression_fashion", f"{LAB} on Fashion-MNIST", body)
         if "cifar10" in args.parts:
             with tempfile.TemporaryDirectory() as folder, tarfile.open(args.cifar_archive) as tar:
                 tar.extractall(folder, filter="data")
                 images = Path(folder) / "cifar10-images"
-                body = part(store, [*CIFAR_SETTINGS, f"data_dir={images}"])
+                _, body = part(store, [*CIFAR_SETTINGS, f"data_dir={images}"])
             write_section("vision_201_compression_cifar10", f"{LAB} on CIFAR-10", body)
         if "imagenet" in args.parts:
             body = part_imagenet(args.photos, args.threads)
