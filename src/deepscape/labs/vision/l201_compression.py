@@ -447,7 +447,8 @@ class Bench:
         by `augment` (the config's); a teacher turns the loss into distillation. Pruning masks
         stay applied throughout."""
         cfg = dataclasses.replace(self.config, lr=lr)
-        train, batch = split or self.data.train, self.config.batch_size
+        train = split if split is not None else self.data.train
+        batch = self.config.batch_size
         steps = max(1, round(epochs * len(train) / batch))
         optimizer = make_optimizer(model, cfg)
         schedule = make_schedule(optimizer, cfg, total_steps=steps)
