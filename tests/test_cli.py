@@ -19,7 +19,7 @@ from deepscape.cli import app
 from deepscape.cli import common as cli_common
 from deepscape.config import apply_overrides
 from deepscape.labs.vision.l101_digits import Config
-from deepscape.loop import Loop
+from deepscape.loop import Loop, track
 from deepscape.runs import Run, RunStore
 
 DEEPSCAPE = Path(sys.executable).parent / "deepscape"  # this venv's console script
@@ -163,6 +163,12 @@ def test_run_json_prints_one_report(cli, home):
     assert report["target_reached"] is False
     assert report["wall_seconds"] > 0
     assert [r.id for r in RunStore(home).list()] == [report["run_id"]]
+
+
+def test_progress_bars_draw_on_stderr_so_stdout_stays_one_json_document(capsys):
+    assert list(track(range(3), description="counting")) == [0, 1, 2]
+    out, err = capsys.readouterr()
+    assert out == "" and "counting" in err
 
 
 def test_run_for_people_names_the_result_and_figures(cli):

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 from rich.console import Console
@@ -32,8 +32,20 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.progress import track as rich_track
 
 from deepscape.runs import Run, write_atomic
+
+Item = TypeVar("Item")
+
+
+def track(
+    sequence: Iterable[Item], *, description: str, transient: bool = False, disable: bool = False
+) -> Iterable[Item]:
+    """rich's `track`, drawn on stderr like every progress bar here: stdout holds what a command
+    prints, so `deepscape run … --json` stays one JSON document."""
+    return rich_track(sequence, description=description, transient=transient, disable=disable,
+                      console=Console(stderr=True))  # fmt: skip
 
 
 class TrainingDiverged(RuntimeError):

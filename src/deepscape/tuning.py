@@ -40,7 +40,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from rich.progress import track
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
@@ -48,6 +47,7 @@ from torch import Tensor, nn
 from deepscape import distributed
 from deepscape.config import ConfigError
 from deepscape.generate import as_lm, common_prefix, generate, last_position, prefix_cache
+from deepscape.loop import track
 from deepscape.models.language import label_logprobs
 
 IGNORE = -100  # the label of a position whose token is not learned (cross-entropy's ignore_index)

@@ -31,10 +31,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from rich.progress import track
 from torch import nn
 
 from deepscape.generate import continuation_logprobs
+from deepscape.loop import track
 from deepscape.models.pretrained import PretrainedUnavailable
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"

@@ -46,6 +46,7 @@ from typing import Any, Literal
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from safetensors.torch import save_file
 
@@ -261,7 +262,7 @@ def train_gensim(
 
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("passes"), disable=not run.show_progress,
+        TextColumn("passes"), console=Console(stderr=True), disable=not run.show_progress,
     ) as progress:  # fmt: skip
         task = progress.add_task("gensim word2vec", total=config.epochs)
         started = time.perf_counter()

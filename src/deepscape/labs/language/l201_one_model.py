@@ -66,6 +66,7 @@ from deepscape.config import ConfigError, closest, option
 from deepscape.labs.language.l101_transfer import CONTENT_FREE, reading
 from deepscape.labs.language.l201_one_model_figures import task_by_method
 from deepscape.labs.language.l201_one_model_tasks import NAMES, Item, Task, available, load
+from deepscape.loop import track
 from deepscape.models.language import load_llm
 from deepscape.papers import BENCHMARKS, FromBenchmarks, measure
 from deepscape.runs import Run, RunStore
@@ -226,7 +227,6 @@ def generated(model: Any, tokenizer: Any, prompts: list[str], *, shots: list[Exa
     Factbook entry or a history has a length of its own, so there it asks one at a time.
     A batch holds at most `tokens_per_batch` tokens of keys and values (every row has its own
     copy of the shared start)."""
-    from rich.progress import track
 
     from deepscape.generate import as_lm, common_prefix, prefix_cache
     from deepscape.tuning import chat_prompt_ids, end_of_turn, merged

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from deepscape.labs.language import l201_augmented_search_reader as reader
+from deepscape.loop import track
 
 # replies that decline, or say there is no such thing: not a claim, so no hallucination
 DECLINING = ("none", "no ", "not ", "there is no", "there are no", "unknown", "n/a", "it is not",
@@ -125,7 +126,6 @@ def ask(
     description: str = "asking",
 ) -> list[Said]:
     """Each prompt's greedy answer with its confidence, and `samples` sampled answers."""
-    from rich.progress import track
 
     from deepscape.generate import as_lm, common_prefix, generate, prefix_cache
     from deepscape.tuning import chat_prompt_ids, end_of_turn

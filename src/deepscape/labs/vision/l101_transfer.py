@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from rich.progress import track
 from safetensors.torch import save_model
 from torch import nn
 
@@ -44,6 +43,7 @@ from deepscape.learning_curve import (
     parse_sizes,
     run_points,
 )
+from deepscape.loop import track
 from deepscape.models.pretrained import PretrainedClassifier, load_backbone
 from deepscape.probe import Probe, fit_probe
 from deepscape.runs import Run

@@ -63,7 +63,6 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from rich.progress import track
 from torch import nn
 
 from deepscape import costs
@@ -76,6 +75,7 @@ from deepscape.labs.vision import l101_objects10
 from deepscape.labs.vision import l201_compression_int8 as int8
 from deepscape.labs.vision import l201_compression_pruning as pruning
 from deepscape.labs.vision.l201_compression_figures import draw_sparsity
+from deepscape.loop import track
 from deepscape.models.vision import build_model
 from deepscape.optim import make_optimizer, make_schedule
 from deepscape.runs import Run, RunNotFound, RunStore
