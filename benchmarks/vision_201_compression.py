@@ -9,7 +9,9 @@ latency at batch 1 (median of the lab's `latency_runs` calls after one warm-up c
 `latency_threads`, the targets', and on the run's thread count beside it). Ratios are against
 the original measured in the same run, in the same runtime (PyTorch rows against the PyTorch
 original, onnxruntime rows against the ONNX original).
-(fashion) `deepscape run vision/201/compression` with the lab's defaults.
+(fashion) `deepscape run vision/201/compression` with the lab's defaults; then the lab's two
+    students from that run's original over seeds, on shares of the training images
+    (`--student-fractions`, `--seeds`): how distillation's gain depends on how few labels.
 (cifar10) the same on the JPEG copy of CIFAR-10 (unpacked to a temporary folder), CIFAR_SETTINGS.
 (imagenet) torchvision's quantisable MobileNetV2 (ImageNet weights, offline) in int8, as the lab's
     step 6 makes it, on the 800 Flickr8k photos: 400 calibrate, 400 judge whether int8 keeps the
