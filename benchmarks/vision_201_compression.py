@@ -118,9 +118,9 @@ def part_students(store: RunStore, lab_run: Run, fractions: list[float], seeds: 
             labels = bench.accuracy(bench.train_student(None))
             taught = bench.accuracy(bench.train_student(original.model))
             gains[fraction].append(taught - labels)
-            gain = 100 * (taught - labels)
             rows.append([f"{fraction:g}", f"{len(bench.student_images):,}", str(seed),
-                         f"{labels:.2%}", f"{taught:.2%}", f"{gain:+.2f}"])  # fmt: skip
+                         f"{labels:.2%}", f"{taught:.2%}",
+                         f"{100 * gains[fraction][-1]:+.2f}"])  # fmt: skip
     medians = [f"{f:g} of the images: median {100 * statistics.median(g):+.2f} points, "
                f"mean {100 * statistics.mean(g):+.2f}" for f, g in gains.items()]  # fmt: skip
     return (
