@@ -2,15 +2,17 @@
 
     python benchmarks/language_201_augmented_search.py factbook   # the target: the lab's default
     python benchmarks/language_201_augmented_search.py chunking   # windows vs sentences, retrieval
+    python benchmarks/language_201_augmented_search.py k1         # BM25's saturation, retrieval
     python benchmarks/language_201_augmented_search.py scale      # FAISS at 10k, 100k, 1M vectors
     python benchmarks/language_201_augmented_search.py factbook questions=4 --no-write
 
-factbook and chunking are `deepscape run language/201/augmented-search …`: every retriever
+factbook, chunking and k1 are `deepscape run language/201/augmented-search …`: every retriever
 (BM25, dense flat, dense HNSW, hybrid) scored on the same 697 questions in one run, the reader on
-a seeded sample. scale times FAISS alone on random unit vectors of MiniLM's 384 numbers (their
-values do not change a flat index's cost; an approximate index's recall on real vectors is the
-lab's): build seconds, memory, median milliseconds a query on one thread, and how often each
-index finds the stored vector a query was made from. Run a part alone (`flock -x`).
+a seeded sample; k1 runs retrieval alone at five values of BM25's k1 (bm25_k1). scale times
+FAISS alone on random unit vectors of MiniLM's 384 numbers (their values do not change a flat
+index's cost; an approximate index's recall on real vectors is the lab's): build seconds,
+memory, median milliseconds a query on one thread, and how often each index finds the stored
+vector a query was made from. Run a part alone (`flock -x`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ PARTS = {
     "factbook": ("the target: the Factbook, every retriever and the reader", ["threads=2"]),
     "chunking": ("chunking: fixed windows against whole sentences (retrieval only)",
                  ["questions=0", "threads=2"]),
+    "k1": ("BM25's k1, and what fusion gains (retrieval only)", ["questions=0", "threads=2"]),
 }  # fmt: skip
+K1S = ("0.1", "0.2", "0.5", "1.0", "1.5")
 RETRIEVERS = ("bm25", "dense", "hnsw", "ivf", "hybrid")
 
 
@@ -80,6 +84,30 @@ def report(runs: list[tuple[str, Run]]) -> str:
                          f"{m['unknown_when_shown']:.0%}, when it was not "
                          f"{m['unknown_when_missing']:.0%}")  # fmt: skip
         lines.append("")
+    return "\n".join(lines)
+
+
+def k1_report(runs: list[tuple[str, Run]]) -> str:
+    """One row a k1: BM25 and the fusion of BM25 with dense, against dense (the same in every
+    run: k1 is BM25's alone)."""
+    first = runs[0][1].summary
+    dense = first["retrieval"]["dense"]
+    lines = [f"`deepscape run {LAB} questions=0 threads=2 bm25_k1=…`: "
+             f"{first['corpus']['passages']:,} passages, {first['corpus']['questions']} "
+             f"questions. Dense alone: recall@1 {dense['recall_at_1']:.1%}, recall@5 "
+             f"{dense['recall_at_5']:.1%}, MRR {dense['mrr']:.3f}.", ""]  # fmt: skip
+    rows = []
+    for _, run in runs:
+        found = run.summary["retrieval"]
+        bm25, hybrid = found["bm25"], found["hybrid"]
+        gain = hybrid["recall_at_5"] - found["dense"]["recall_at_5"]
+        rows.append([run.config["bm25_k1"], f"{bm25['recall_at_1']:.1%}",
+                     f"{bm25['recall_at_5']:.1%}", f"{hybrid['recall_at_1']:.1%}",
+                     f"{hybrid['recall_at_5']:.1%}", f"{hybrid['mrr']:.3f}",
+                     f"{gain:+.1%} {'✓' if gain >= 0.02 else '✗'}"])  # fmt: skip
+    lines += [table(["k1", "BM25 recall@1", "BM25 recall@5", "hybrid recall@1",
+                     "hybrid recall@5", "hybrid MRR", "hybrid − dense, recall@5 (≥ +2)"],
+                    rows), ""]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -143,22 +171,22 @@ def main() -> None:
         )
     else:
         title, full = PARTS[args.part]
-        arms = (
-            [full]
-            if args.part == "factbook"
-            else [
+        arms = {
+            "factbook": [full],
+            "chunking": [
                 [*full, "chunking=words", "words=80", "overlap=20"],
                 [*full, "chunking=words", "words=80", "overlap=0"],
                 [*full, "chunking=sentences"],
-            ]
-        )
+            ],
+            "k1": [[*full, f"bm25_k1={k1}"] for k1 in K1S],
+        }[args.part]
         runs = []
         with tempfile.TemporaryDirectory() as scratch:
             store = RunStore(Path(args.home or scratch))
             for arm in arms:
                 items = with_overrides(arm, args.overrides)
                 runs.append((" ".join(items), run_lab(LAB, items, store=store, show_progress=True)))
-            body = report(runs)
+            body = k1_report(runs) if args.part == "k1" else report(runs)
     if args.no_write:
         print(as_typed(body))
     else:

@@ -72,6 +72,20 @@ def test_retrieval_finds_a_planted_passage(encoder, slice_of_the_factbook):
         assert dense.search(asked, 3)[0][0, 0] == len(texts) - 1, kind
 
 
+def test_a_low_bm25_k1_ranks_the_answering_field_above_backgrounds_that_repeat_the_name():
+    """At the textbook k1 a country's history, naming it again and again, outranks the one line
+    that holds its capital; at the lab's k1 a repeat counts little and "capital" decides."""
+    corpus = factbook("sentences", 80, 20, documents=12)
+    texts, questions = [p.text for p in corpus.passages], [q.text for q in corpus.questions]
+
+    def first_right(k1: float) -> int:
+        first = SparseIndex.build(texts, k1=k1).search(questions, 1)[0][:, 0]
+        return sum(int(p) in wanted for p, wanted in zip(first, corpus.relevant, strict=True))
+
+    textbook, lab_default = first_right(1.5), first_right(lab.Config().bm25_k1)
+    assert lab_default >= textbook + 5, (textbook, lab_default, len(questions))
+
+
 def test_the_factbook_questions_have_an_answering_passage():
     corpus = factbook("sentences", 80, 20, documents=30)
     assert len(corpus.questions) >= 60
@@ -123,6 +137,7 @@ def test_answers_are_scored_as_squad_scores_them():
         ({"reader_k": 0}, "reader_k=0: give k ≥ 1"),
         ({"words": 10, "overlap": 10}, "0 ≤ overlap < words"),
         ({"approximate": "lsh"}, "give hnsw or ivf"),
+        ({"bm25_k1": -1.0}, "bm25_k1=-1.0: give 0 or more"),
         ({"documents": -1}, "documents=-1: give 0 or more"),
         ({"read_from": "reranked", "rerank_depth": 0}, "read_from=reranked needs rerank_depth"),
     ],
@@ -176,6 +191,7 @@ def test_the_lab_runs_saves_its_index_and_serves_it(tmp_path):
             "closed_exact_match", "citation_precision", "retrieval_ms"} <= set(metrics)  # fmt: skip
     assert {p.stem for p in run.figures()} >= {"recall_at_k", "gallery"}
     index = lab.Retrievers.load(run.dir / "index", lab.load_encoder())
+    assert index.sparse.bm25.k1 == config.bm25_k1  # the served BM25 ranks as the run's did
     ranking = index.search(["What is the capital of Albania?"], k=5)["hybrid"][0]
     assert any("Tirana" in index.passages[p].text for p in ranking)
     assert lab.page_for(run) is not None

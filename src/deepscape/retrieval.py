@@ -7,7 +7,10 @@
     retrieval_scores(rankings, relevant, ks=(1, 5, 10))         # recall@k, MRR, nDCG@10
 
 A sparse index matches words (BM25: rare words that the query and passage share count most,
-saturating with repeats, normalised by passage length); a dense index matches meaning (cosine of
+saturating with repeats, normalised by passage length); how fast a repeated word saturates is
+BM25's k1: at the textbook 1.2–2 a passage that repeats a query's rare word three times beats one
+that holds it once beside another query word, at k1 near 0 a word counts about once, so covering
+more of the query wins. A dense index matches meaning (cosine of
 sentence-encoder vectors). FAISS holds the vectors: a flat index compares the query with every
 passage (exact), HNSW walks a graph of near neighbours (approximate, much faster at scale), IVF
 searches only the clusters nearest the query. Reciprocal rank fusion (Cormack et al. 2009) adds
@@ -30,6 +33,7 @@ import torch
 
 DENSE_KINDS = ("flat", "hnsw", "ivf")
 RRF_K = 60  # Cormack et al.'s constant: damps the head of each ranking
+BM25_K1 = 1.5  # bm25s's default saturation (Lucene's, Robertson's 1.2–2)
 
 
 class IndexMismatch(ValueError):
@@ -76,16 +80,17 @@ def _windows(text: str, words: int) -> list[str]:
 
 # -- the two indexes -------------------------------------------------------------------------------
 class SparseIndex:
-    """BM25 over the passages' words (bm25s, English stop words removed)."""
+    """BM25 over the passages' words (bm25s, English stop words removed); `k1` saturates a word's
+    count in a passage (saved with the index)."""
 
     def __init__(self, bm25: object):
         self.bm25 = bm25
 
     @classmethod
-    def build(cls, texts: Sequence[str]) -> SparseIndex:
+    def build(cls, texts: Sequence[str], *, k1: float = BM25_K1) -> SparseIndex:
         import bm25s
 
-        bm25 = bm25s.BM25()
+        bm25 = bm25s.BM25(k1=k1)
         bm25.index(bm25s.tokenize(list(texts), stopwords="en", show_progress=False),
                    show_progress=False)  # fmt: skip
         return cls(bm25)

@@ -88,6 +88,9 @@ class Config:
     )
     words: int = option(80, "words a passage holds at most")
     overlap: int = option(20, "words two windows share (chunking=words)")
+    bm25_k1: float = option(
+        0.2, "BM25's saturation of a repeated word (1.2–2 the textbook; near 0: a word counts once)"
+    )
     approximate: str = option("hnsw", "the approximate FAISS index beside the flat one: hnsw, ivf")
     encoder: str = option("all-MiniLM-L6-v2", "the sentence encoder (offline: MiniLM)")
     llm: str = option("SmolLM2-135M-Instruct", "the reader and reranker (offline: SmolLM2)")
@@ -112,6 +115,8 @@ def check(config: Config) -> None:
             raise ConfigError(f"{name}={getattr(config, name)}: give 0 or more")
     if config.read_from == "reranked" and not config.rerank_depth:
         raise ConfigError("read_from=reranked needs rerank_depth ≥ 1 (or read_from=dense)")
+    if config.bm25_k1 < 0:
+        raise ConfigError(f"bm25_k1={config.bm25_k1}: give 0 or more (1.2–2 the textbook)")
     if config.approximate not in ("hnsw", "ivf"):
         raise ConfigError(f"approximate={config.approximate!r}: give hnsw or ivf")
 
@@ -182,7 +187,7 @@ def run(config: Config, run: Run) -> dict[str, Any]:
                      lambda: encoder.embed(texts, description="embedding passages"))  # fmt: skip
     builds = {}
     started = time.perf_counter()
-    sparse = SparseIndex.build(texts)
+    sparse = SparseIndex.build(texts, k1=config.bm25_k1)
     builds["bm25"] = time.perf_counter() - started
     indexes = {}
     for kind in ("flat", config.approximate):
