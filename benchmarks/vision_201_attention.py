@@ -4,6 +4,7 @@
     python benchmarks/vision_201_attention.py --parts fashion        # the map's check alone
     python benchmarks/vision_201_attention.py --parts sizes --sizes-dataset cifar10
     python benchmarks/vision_201_attention.py --parts budget         # the defaults, 2× the epochs
+    python benchmarks/vision_201_attention.py --parts stem           # patches vs convolutions
 
 (fashion) `deepscape run vision/201/attention` with the lab's defaults (the ViT on Fashion-MNIST):
     test accuracy, training time (the Trainer's clock), the model's measured cost, and the CNN
@@ -13,6 +14,9 @@
 (budget) The defaults with more epochs (`--budget-epochs`, 32: twice the default): what the ViT
     reaches on a machine that trains that much faster, as the guide's Intel Xeon with AMX does in
     bf16. Its minutes here are not the point (it may share the cores); its accuracy is.
+(stem) The ViT's tokens from one linear map a patch against a convolutional stem (stem=…), the same
+    epochs (`--stem-epochs`, 10: under 10 minutes of training here with either), one after the
+    other in one process.
 (sizes) method=sizes: the ViT and the CNN of about its size at every training-set size, the same
     steps each; test accuracy per size and the CNN's lead.
 """
@@ -108,6 +112,24 @@ def part_budget(store: RunStore, epochs: int) -> str:
     )
 
 
+def part_stem(store: RunStore, epochs: int) -> str:
+    rows = []
+    for stem in ("patches", "convolutions"):
+        overrides = [f"stem={stem}", f"epochs={epochs}", "figures=false"]
+        metrics = run_lab(LAB, overrides, store=store, show_progress=True).summary["metrics"]
+        rows.append([f"`{' '.join(overrides)}`", f"{metrics['test_accuracy']:.2%}",
+                     f"{metrics['train_seconds'] / 60:.1f} min", f"{metrics['parameters']:,}",
+                     f"{metrics['forward_flops'] / 1e6:.1f} M"])  # fmt: skip
+    headers = ["`deepscape run vision/201/attention …`", "test accuracy", "training",
+               "parameters", "FLOPs / image"]  # fmt: skip
+    return (
+        "The same ViT (4 blocks of 128 numbers, 16 tokens of Fashion-MNIST's 28×28 images), its "
+        "tokens made two ways, at the same epochs, one run after the other.\n\n"
+        + table(headers, rows)
+        + "\n"
+    )
+
+
 def part_sizes(store: RunStore, dataset: str, archive: Path) -> str:
     with tempfile.TemporaryDirectory() as folder:
         overrides = ["method=sizes", f"dataset={dataset}"]
@@ -139,6 +161,7 @@ def main() -> None:
     parser.add_argument("--cifar-archive", type=Path, default=ARCHIVE)
     parser.add_argument("--sizes-dataset", default="fashion-mnist")
     parser.add_argument("--budget-epochs", type=int, default=32, help="(budget) the epochs")
+    parser.add_argument("--stem-epochs", type=int, default=10, help="(stem) the epochs")
     args = parser.parse_args()
     store = RunStore(Path(tempfile.mkdtemp(prefix="attention-")))  # kept: the runs' figures
     print(f"runs in {store.root}", flush=True)
@@ -155,6 +178,10 @@ def main() -> None:
         body = part_budget(store, args.budget_epochs)
         title = f"{LAB}: the defaults at {args.budget_epochs} epochs"
         write_section("vision_201_attention_budget", title, body)
+    if "stem" in args.parts:
+        body = part_stem(store, args.stem_epochs)
+        title = f"{LAB}: patches or a convolutional stem ({args.stem_epochs} epochs)"
+        write_section("vision_201_attention_stem", title, body)
     if "sizes" in args.parts:
         body = part_sizes(store, args.sizes_dataset, args.cifar_archive)
         name = f"vision_201_attention_sizes_{args.sizes_dataset.replace('-', '_')}"

@@ -44,8 +44,10 @@ def test_the_unmasked_block_gives_the_same_output_written_or_fused():
     assert not torch.allclose(written(x)[:, 0], written(y)[:, 0])
 
 
-def test_rollout_rows_are_distributions_over_the_tokens():
-    vit = ViT(ViTConfig(image_size=28, channels=1, patch_size=7, dim=32, depth=3, heads=4))
+@pytest.mark.parametrize("stem", ["patches", "convolutions"])
+def test_rollout_rows_are_distributions_over_the_tokens(stem):
+    config = ViTConfig(image_size=28, channels=1, patch_size=7, dim=32, depth=3, heads=4, stem=stem)
+    vit = ViT(config)
     images = torch.rand(5, 1, 28, 28)
     maps = vit.attention_maps(images)
     assert maps.shape == (5, 3, 4, 17, 17)  # 16 patches and the class token
@@ -62,6 +64,20 @@ def test_a_patch_size_that_does_not_divide_the_image_names_the_valid_ones(tmp_pa
     message = str(error.value)
     assert "\n" not in message
     assert "patch_size=5" in message and "valid sizes: 1, 2, 4, 7, 14, 28" in message
+
+
+def test_the_convolutional_stem_halves_the_image_down_to_the_patch_grid():
+    for patch_size, image_size, halvings in [(7, 28, 3), (4, 32, 2), (2, 28, 1), (1, 28, 0)]:
+        config = ViTConfig(image_size=image_size, channels=3, patch_size=patch_size, dim=64,
+                           heads=4, stem="convolutions")  # fmt: skip
+        assert config.halvings == halvings
+        grid = ViT(config).patch_embed(torch.rand(2, 3, image_size, image_size)).shape
+        assert grid == (2, 64, config.grid, config.grid)
+    with pytest.raises(
+        ConfigError, match="stem=convolutions halves the 24-pixel side 3 times"
+    ) as e:
+        ViTConfig(image_size=24, channels=1, patch_size=6, stem="convolutions")
+    assert "\n" not in str(e.value) and "or stem=patches" in str(e.value)
 
 
 @needs_fashion
