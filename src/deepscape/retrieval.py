@@ -33,7 +33,7 @@ import torch
 
 DENSE_KINDS = ("flat", "hnsw", "ivf")
 RRF_K = 60  # Cormack et al.'s constant: damps the head of each ranking
-BM25_K1 = 1.5  # bm25s's default saturation (Lucene's, Robertson's 1.2–2)
+BM25_K1 = 1.5  # bm25s's default saturation, in the textbook's 1.2–2
 
 
 class IndexMismatch(ValueError):
