@@ -57,7 +57,10 @@ class ViTConfig:
                 f"{self.image_size} images into whole patches; valid sizes: "
                 + ", ".join(map(str, valid))
             )
-        if self.stem == "convolutions" and -(-self.image_size // 2**self.halvings) != self.grid:
+        if (
+            self.stem == "convolutions"
+            and math.ceil(self.image_size / 2**self.halvings) != self.grid
+        ):
             raise ConfigError(
                 f"stem=convolutions halves the {self.image_size}-pixel side {self.halvings} "
                 f"times, which does not make the {self.grid}×{self.grid} grid of "
