@@ -11,7 +11,13 @@ import torch
 from deepscape.config import ConfigError
 from deepscape.data.objects import FASHION_DEBIAN_DIR
 from deepscape.lab import run_lab
-from deepscape.labs.vision.l201_attention import attention_check, attention_rollout, rollout_maps
+from deepscape.labs.vision.l201_attention import (
+    Config,
+    attention_check,
+    attention_rollout,
+    rollout_maps,
+    stem_for,
+)
 from deepscape.models.gpt import CausalSelfAttention
 from deepscape.models.vit import ViT, ViTConfig
 from deepscape.runs import RunStore
@@ -78,6 +84,13 @@ def test_the_convolutional_stem_halves_the_image_down_to_the_patch_grid():
     ) as e:
         ViTConfig(image_size=24, channels=1, patch_size=6, stem="convolutions")
     assert "\n" not in str(e.value) and "or stem=patches" in str(e.value)
+
+
+def test_the_default_stem_is_convolutions_but_patches_where_the_vit_meets_the_cnn():
+    assert stem_for(Config()) == "convolutions"
+    assert stem_for(Config(method="sizes")) == "patches"  # the prior patches lack is the lesson
+    assert stem_for(Config(method="sizes", stem="convolutions")) == "convolutions"
+    assert stem_for(Config(stem="patches")) == "patches"
 
 
 @needs_fashion

@@ -7,11 +7,12 @@ float64, against PyTorch's fused `scaled_dot_product_attention` and against `nn.
 holding the same weights.
 
 The vision transformer (models/vit.py) is built on that block: the image cut into patches, each
-patch mapped to a vector by one linear layer, a learned class token in front, learned position
-embeddings added, pre-norm transformer blocks, and the class token's last vector classified. By
-default the attention is the written-out one: for 17 tokens of 32 numbers per head, two matrix
-products and a softmax ran a training step faster than the fused kernel here (711 vs 1,224 ms at
-batch 128, measured while other jobs shared the 2 cores: the ratio is to be re-measured).
+patch mapped to a vector by one linear layer (by default here, a few convolutions: below), a
+learned class token in front, learned position embeddings added, pre-norm transformer blocks,
+and the class token's last vector classified. By default the attention is the written-out one:
+for 17 tokens of 32 numbers per head, two matrix products and a softmax ran a training step
+faster than the fused kernel here (711 vs 1,224 ms at batch 128, measured while other jobs
+shared the 2 cores: the ratio is to be re-measured).
 
 Where does it look? Attention rollout (Abnar & Zuidema 2020) follows attention through the
 layers: each layer's head-averaged weights, mixed half-and-half with the identity for the
@@ -24,31 +25,29 @@ that a pattern means the same wherever it is; a ViT has to learn both from the d
 method=sizes trains both on 1,000 … all training images at the same budget of steps and draws
 test accuracy against the number of images: the gap shows where the CNN's prior pays.
 
-The default is the ViT on Fashion-MNIST, 7×7 patches (16 of them) and 4 blocks of 128 numbers a
-token, 16 epochs: about 10 minutes of training on 2 CPU cores. dataset=cifar10 runs the same code
-on the CIFAR-10 copy. At that budget the ViT is still learning (its training accuracy stays
-below its validation accuracy), and the recipes tried for the same ~10 minutes did no better
-than the default, 87.9 % test when run the same way (1 thread beside another such run):
-4×4 patches (49 of them) with 6 blocks of 64, 86.4 %; batches of 64, 87.5 %; of 32, 87.0 %.
-The peak LR, 1e-3 to 5e-3, moved a 3-epoch run by about a point. Alone on 2 threads the default
-reached 88.1 % (docs/benchmarks.md); twice the epochs (32, 16.3 minutes on a faster machine of
-the same kind) reached 90.16 %, so a machine twice as fast would not reach 91 % with this recipe.
-A convolutional stem (`stem=convolutions`: three 3×3 convolutions of stride 2 make the same 16
-tokens; models/vit.py) learns faster per epoch: on a slower 2-core machine (AVX2 only, 52 s an
-epoch) 4 epochs reached 87.7 % against the patches' 82.9 %, and 10 epochs 90.0 % in 9.6 minutes
-of training, for 22 % more FLOPs — still short of 91 %, and a CNN's prior given back at the input.
-On CIFAR-10 (4×4 patches: 64 tokens) 11 epochs took 15.2 minutes here and reached 67.97 %;
-6 epochs, 63.73 % in 7.7. method=sizes at 800 steps kept the ViT at 79 % on Fashion-MNIST from
-1,000 to 55,000 images, while the CNN went from 85.7 to 90.8 %; on CIFAR-10 the CNN's lead grew
-from 13.5 points at 1,000 images (ViT 41.2 %, CNN 54.7 %) to 22.2 from 16,000 on (55.9 against
-78.1 % with all 45,000).
+The default is the ViT on Fashion-MNIST: 4 blocks of 128 numbers a token over 16 tokens, made
+by a convolutional stem (`stem=convolutions`, models/vit.py: three 3×3 convolutions of stride 2,
+Xiao et al. 2021), 20 epochs. The stem learns faster per epoch than the paper's one linear map a
+7×7 patch (`stem=patches`), for 22 % more FLOPs: it hands the transformer local features, a
+CNN's prior given back at the input only. On a 2-core AMD EPYC with AVX512-BF16
+(docs/benchmarks.md) the default reached 91.7 % test in 6.6 minutes of training, where patches
+reached 88.7 % in 5.7 at the same epochs; earlier, on an AVX2-only EPYC, patches had reached
+88.1 % in 16 epochs and 90.2 % in 32, and the other recipes tried there did no better (4×4
+patches with 6 blocks of 64, smaller batches, the peak LR from 1e-3 to 5e-3). bf16 matters:
+in fp32 an epoch took 32.5 s on that machine against bf16's 21.0, so 20 epochs about 11 minutes.
+On CIFAR-10 (`dataset=cifar10 patch_size=4`: 64 tokens) the stem reached 77.15 % in 15 epochs,
+12.2 minutes of training, where patches had reached 67.97 % in 11 epochs (15.2 minutes, AVX2).
+method=sizes keeps the patches (stem=auto): there the ViT's missing prior is the lesson. At 800
+steps it kept the ViT at 79 % on Fashion-MNIST from 1,000 to 55,000 images, while the CNN went
+from 85.7 to 90.8 %; on CIFAR-10 the CNN's lead grew from 13.5 points at 1,000 images (ViT
+41.2 %, CNN 54.7 %) to 22.2 from 16,000 on (55.9 against 78.1 % with all 45,000).
 
     deepscape run vision/201/attention                              # the ViT on Fashion-MNIST
     deepscape run vision/201/attention method=sizes                 # ViT vs CNN, 1k … 55k images
-    deepscape run vision/201/attention dataset=cifar10 data_dir=cifar10-images patch_size=4
-    deepscape run vision/201/attention patch_size=4 dim=64 vit_depth=6   # finer patches, slower
+    deepscape run vision/201/attention dataset=cifar10 data_dir=cifar10-images patch_size=4 \
+        epochs=15 crop_padding=4                                    # 77 % in 12 minutes
+    deepscape run vision/201/attention stem=patches                 # the paper's patch map
     deepscape run vision/201/attention method=cnn                   # the CNN beside it, alone
-    deepscape run vision/201/attention stem=convolutions epochs=10  # early convolutions, 90 %
 """
 
 from __future__ import annotations
@@ -100,8 +99,10 @@ class Config(TrainConfig):
     steps: int = option(800, "optimisation steps of every arm along the curve (method=sizes)")
     # the ViT
     patch_size: int = option(7, "pixels per side of a patch (must divide the image's side)")
-    stem: Literal["patches", "convolutions"] = option(
-        "patches", "tokens from one linear map a patch, or from 3×3 convolutions of stride 2"
+    stem: Literal["auto", "patches", "convolutions"] = option(
+        "auto",
+        "tokens from one linear map a patch, or from 3×3 convolutions of stride 2 "
+        "(auto: convolutions, but patches in method=sizes)",
     )
     dim: int = option(128, "numbers per token")
     vit_depth: int = option(4, "transformer blocks")
@@ -114,7 +115,7 @@ class Config(TrainConfig):
     cnn_width: int = option(40, "channels of the CNN's first stage (each of 3 stages doubles)")
     cnn_epochs: int = option(1, "epochs of the CNN whose Grad-CAM is drawn beside the rollout")
     # training (overriding TrainConfig's defaults for this lab)
-    epochs: int = option(16, "passes over the training images (~10 minutes on 2 CPU cores)")
+    epochs: int = option(20, "passes over the training images (~7 minutes on 2 CPU cores)")
     batch_size: int = option(128, "examples per optimisation step")
     lr: float = option(2e-3, "peak learning rate (AdamW; the CNN: SGD at 0.1)")
     weight_decay: float = option(0.05, "decoupled weight decay (weight matrices only)")
@@ -167,6 +168,14 @@ def labelled_splits(config: Config) -> Splits:
     return dataclasses.replace(data, train=data.train.stratified(config.labelled))
 
 
+def stem_for(config: Config) -> Literal["patches", "convolutions"]:
+    """The ViT's stem: as given, or (auto) convolutions — they learn faster — except where the
+    ViT is weighed against the CNN (method=sizes): there the lesson is the prior patches lack."""
+    if config.stem != "auto":
+        return config.stem
+    return "patches" if config.method == "sizes" else "convolutions"
+
+
 def model_for(config: Config, data: Splits) -> nn.Module:
     """The arm's model behind the same per-channel standardisation (serve and inspect rebuild a
     run's model with this). A patch size that does not divide the image is a ConfigError."""
@@ -192,7 +201,7 @@ def model_for(config: Config, data: Splits) -> nn.Module:
             heads=config.heads,
             mlp_ratio=config.mlp_ratio,
             attention=config.attention,
-            stem=config.stem,
+            stem=stem_for(config),
             flip_average=config.flip_average,
         )
     )
@@ -327,14 +336,16 @@ def inductive_bias(config: Config, run: Run) -> dict[str, Any]:
     small set is seen many times over), and the curve of test accuracy against images."""
     data = get_dataset(config.dataset, config.data_dir)
     sizes = parse_sizes(config.sizes, len(data.train), unit="images")
+    config = dataclasses.replace(config, stem=stem_for(config))  # the arms' runs: method=vit
     points = dataclasses.replace(
         config, max_steps=config.steps, eval_every=max(1, config.steps // 4), figures=False
     )
     curve = run_points(run, ATTENTION, points, sizes, methods=ARMS)
     vit, cnn = (model_for(dataclasses.replace(config, method=arm), data) for arm in ARMS)
+    p = config.patch_size
+    stem = f"patches {p}×{p}" if config.stem == "patches" else "a convolutional stem"
     labels = {
-        "vit": f"ViT, patches {config.patch_size}×{config.patch_size} "
-        f"({parameters(vit):,} parameters)",
+        "vit": f"ViT, {stem} ({parameters(vit):,} parameters)",
         "cnn": f"CNN, objects10's ({parameters(cnn):,} parameters)",
     }
     title = f"Inductive bias on {data.name}: ViT vs CNN, {config.steps} steps each"
