@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from conftest import untimed
 from torch import nn
 
-from deepscape.config import TrainConfig
+from deepscape.config import ConfigError, TrainConfig
 from deepscape.data import TensorSplit
 from deepscape.loop import Loop, TrainingDiverged
 from deepscape.runs import Run, RunStore
@@ -84,6 +84,16 @@ def test_grad_accum_of_two_half_batches_is_one_whole_batch(tmp_path):
     assert len(run.history("step")) == 3
     for a, b in zip(whole.parameters(), halves.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("steps", [{"epochs": 0}, {"max_steps": -1}])
+def test_nothing_to_train_is_one_line_naming_the_fix(tmp_path, steps):
+    config = dataclasses.replace(PLAIN, schedule="onecycle", **steps)  # once a ZeroDivisionError
+    with pytest.raises(ConfigError) as error:
+        fit(tmp_path, config)
+    message = str(error.value)
+    assert "\n" not in message and "nothing to train" in message
+    assert "give epochs=1 or more, or max_steps=1 or more" in message
 
 
 def test_adamw_takes_the_configured_betas(tmp_path):

@@ -111,6 +111,11 @@ class Trainer:
         train_loader = acc.prepare_data_loader(self.loader(train, shuffle=True, collate=collate))
         steps_per_epoch = max(1, len(train_loader) // cfg.grad_accum)
         total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+        if total_steps < 1:  # a schedule over no steps divides by zero
+            raise ConfigError(
+                f"epochs={cfg.epochs}, max_steps={cfg.max_steps}: nothing to train; "
+                "give epochs=1 or more, or max_steps=1 or more"
+            )
         eval_every = cfg.eval_every or steps_per_epoch
         by_epoch = not cfg.max_steps and not cfg.eval_every
         if cfg.channels_last:

@@ -34,7 +34,8 @@ CNN's prior given back at the input only. On a 2-core AMD EPYC with AVX512-BF16
 reached 88.7 % in 5.7 at the same epochs; earlier, on an AVX2-only EPYC, patches had reached
 88.1 % in 16 epochs and 90.2 % in 32, and the other recipes tried there did no better (4×4
 patches with 6 blocks of 64, smaller batches, the peak LR from 1e-3 to 5e-3). bf16 matters:
-in fp32 an epoch took 32.5 s on that machine against bf16's 21.0, so 20 epochs about 11 minutes.
+on the AVX512-BF16 machine an epoch took 32.5 s in fp32 against 21.0 in bf16 (precision=auto
+picks it), so 20 epochs would take about 11 minutes in fp32, and about 17 on the AVX2 one.
 On CIFAR-10 (`dataset=cifar10 patch_size=4`: 64 tokens) the stem reached 77.15 % in 15 epochs,
 12.2 minutes of training, where patches had reached 67.97 % in 11 epochs (15.2 minutes, AVX2).
 method=sizes keeps the patches (stem=auto): there the ViT's missing prior is the lesson. At 800
@@ -115,7 +116,7 @@ class Config(TrainConfig):
     cnn_width: int = option(40, "channels of the CNN's first stage (each of 3 stages doubles)")
     cnn_epochs: int = option(1, "epochs of the CNN whose Grad-CAM is drawn beside the rollout")
     # training (overriding TrainConfig's defaults for this lab)
-    epochs: int = option(20, "passes over the training images (~7 minutes on 2 CPU cores)")
+    epochs: int = option(20, "passes over the training images (~7 minutes on 2 cores with bf16)")
     batch_size: int = option(128, "examples per optimisation step")
     lr: float = option(2e-3, "peak learning rate (AdamW; the CNN: SGD at 0.1)")
     weight_decay: float = option(0.05, "decoupled weight decay (weight matrices only)")
