@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -74,11 +75,18 @@ def test_run_not_found_in_an_empty_store(store):
         store.get("../elsewhere")
 
 
-def test_list_is_oldest_first_filters_by_lab_and_skips_stray_folders(store):
-    runs = [store.create(DIGITS, {}), store.create("vision/101/x", {}), store.create(DIGITS, {})]
+def test_list_is_oldest_first_filters_by_lab_and_skips_stray_folders(store, monkeypatch):
+    # made in one second, their random suffixes sorting the other way round
+    suffixes = iter(["ffff", "8888", "0000"])
+    monkeypatch.setattr("deepscape.runs.secrets.token_hex", lambda _: next(suffixes))
+    monkeypatch.setattr("deepscape.runs.time.strftime", lambda fmt, *a: "20261202-120000")
+    runs = []
+    for lab in (DIGITS, "vision/101/x", DIGITS):
+        runs.append(store.create(lab, {}))
+        time.sleep(0.02)  # file times tick in milliseconds
     (store.root / "not-a-run").mkdir()
     (store.root / "stray.txt").write_text("hi")
-    assert [r.id for r in store.list()] == sorted(r.id for r in runs)
+    assert [r.id for r in store.list()] == [r.id for r in runs]
     assert {r.id for r in store.list(DIGITS)} == {runs[0].id, runs[2].id}
     assert store.list("vision/201/none") == []
 

@@ -165,6 +165,16 @@ class Run:
         return [r for r in records if kind is None or r.get("kind") == kind]
 
 
+def _creation_order(folder: Path) -> tuple[str, int]:
+    """A run folder's name starts with the second it was made in; within one second (tiny runs
+    on a fast machine) its config, written once when it was made, says which came first."""
+    try:
+        made = (folder / "config.json").stat().st_mtime_ns
+    except OSError:
+        made = 0
+    return folder.name[: len("YYYYmmdd-HHMMSS")], made
+
+
 class RunStore:
     """The folder of runs: create, find, list."""
 
@@ -222,7 +232,8 @@ class RunStore:
         has each `where` key at that value (compared as text, so lr=0.01 matches 0.01)."""
         if not self.root.is_dir():
             return []
-        runs = [Run(d) for d in sorted(self.root.iterdir()) if (d / "summary.json").exists()]
+        folders = [d for d in self.root.iterdir() if (d / "summary.json").exists()]
+        runs = [Run(d) for d in sorted(folders, key=_creation_order)]
         selected = []
         for run in runs:
             summary = run.summary
