@@ -25,8 +25,9 @@ MobileNetV2, shown the flower's heart by torchvision's centre crop, calls it a h
 Measured here (docs/benchmarks.md, 2 cores): at 2 epochs a rung the vgg rung leads on both
 datasets, 90.9 % on Fashion-MNIST and 75.9 % on CIFAR-10, where MobileNetV2 starts slowest (35.8 %,
 30 % on its own training images). Given 15 epochs with test-time flips and shifts, the vgg rung
-reached 90.31 % on the CIFAR-10 copy in 28.2 minutes of training: short of the map's 91 % within
-15 minutes on both counts.
+reached 90.31 % on the CIFAR-10 copy in 15.2 minutes of training on an EPYC with AVX512-BF16
+(bf16; 28.2 minutes on an AVX2-only one): short of the map's 91 % within 15 minutes, on accuracy
+even where the clock nearly fits.
 
 arch=degradation repeats He et al.'s figure 1: the same net with and without its shortcuts, at
 20 and 56 layers. Without shortcuts the deeper net fits its own training images worse — an
