@@ -49,23 +49,17 @@ def machine() -> str:
 
     cpu = platform.processor() or platform.machine()
     try:
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-        cpu = model
-        flags = next(
-            set(line.split(":", 1)[1].split())
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("flags")
-        )
+        info: dict[str, str] = {}  # the first processor's fields
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+        cpu, flags = info["model name"], set(info.get("flags", "").split())
         # the widest of what decides a CPU's matmul speed: two "AMD EPYC" ran 2.5× apart
         for flag, name in VECTOR_UNITS:
             if flag in flags:
                 cpu += f" ({name})"
                 break
-    except (OSError, StopIteration):
+    except (OSError, KeyError):
         pass
     threads = torch.get_num_threads()
     return (
