@@ -18,7 +18,14 @@ from deepscape.data import DataUnavailable
 from deepscape.data.text import word_tokenizer
 from deepscape.generate import beam_search, continuation_logprob, generate
 from deepscape.lab import run_lab
-from deepscape.labs.vision.l201_image_to_text import Config, caption_page, check
+from deepscape.labs.vision.l201_image_to_text import (
+    Config,
+    caption_page,
+    check,
+    encoded,
+    load_encoder,
+    model_for,
+)
 from deepscape.labs.vision.l201_image_to_text_data import (
     DIGITS,
     CaptionSplit,
@@ -163,6 +170,27 @@ def test_the_captioner_decodes_a_batch_as_each_image_and_beam_search_beats_greed
                            length_penalty=0.0)[0]  # fmt: skip
         greedy_lp = continuation_logprob(lm, start, alone.tolist())
         assert continuation_logprob(lm, start, beam.tolist()) >= greedy_lp - 1e-5
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "mobilenet-v2"])
+@pytest.mark.parametrize("stages", [1, 2])
+def test_the_cut_encoder_is_the_whole_one_and_its_top_learns_with_the_captioner(name, stages):
+    # the frozen bottom's maps through the top to be tuned are the grid the whole encoder makes
+    encoder, pixels = load_encoder(name, 64), torch.rand(3, 1, 64, 64)
+    bottoms = encoded(encoder, pixels, tuned_stages=stages)
+    assert bottoms.shape[-2:] == (4, 4)  # stride 16
+    config = Config(encoder=name, tuned_stages=stages)
+    model = model_for(config, 12, tuple(bottoms.shape[1:]), 64)
+    grids = model.eval().grids(bottoms)
+    whole = encoded(encoder, pixels)
+    assert grids.shape == whole.shape == (3, 4, model.captioner.config.feature_dim)
+    torch.testing.assert_close(grids.float(), whole.float(), atol=2e-2, rtol=2e-2)
+    # the caption's loss reaches the top's weights
+    _, loss = model.train()(torch.tensor([[1, 2, 3]] * 3), bottoms, torch.tensor([[2, 3, 4]] * 3))
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.top.parameters())
+    # photos keep the whole encoder frozen: the captioner reads cached grids
+    assert Config(data_dir="photos").tuned_stages == 0 and Config().tuned_stages == 2
 
 
 def test_maps_show_where_each_word_looked():

@@ -143,8 +143,15 @@ class Config(TrainConfig):
         "False: both ways round (then the decoder must choose an item before finding it)",
     )
     encoder: Literal["efficientnet-lite0", "mobilenet-v2"] = option(
-        "efficientnet-lite0", "the frozen pretrained encoder whose feature grid is attended to"
+        "efficientnet-lite0", "the pretrained encoder whose feature grid is attended to"
     )
+    tuned_stages: int | None = option(
+        None,
+        "the encoder's last stages trained with the decoder, only the frozen bottom's map cached: "
+        "0 (all frozen, grids cached), 1 (the stride-32 stage and head), 2 (and the stride-16 "
+        "stage before them); None: 2 on scenes, 0 on photos",
+    )
+    top_lr_scale: float = option(1.0, "the tuned stages' learning rate as a fraction of lr")
     # the decoder
     n_layer: int = option(2, "decoder blocks (self-attention, cross-attention, MLP)")
     n_head: int = option(4, "attention heads")
@@ -176,6 +183,8 @@ class Config(TrainConfig):
             self.dataset = self.data_dir.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
         if self.dropout is None:
             self.dropout = 0.1 if self.dataset == "scenes" else 0.3
+        if self.tuned_stages is None:
+            self.tuned_stages = 2 if self.dataset == "scenes" else 0
 
 
 # -- 1. data and the frozen encoder's features ---------------------------------------------------
@@ -200,38 +209,58 @@ def load_encoder(name: str, image_size: int) -> nn.Module:
     return encoder.to(memory_format=torch.channels_last).eval()
 
 
-@torch.inference_mode()
-def grid_features(encoder: nn.Module, pixels: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    """The encoder's last feature grid "n (h w) d" of pixels "n c h w", as float16 (half the
-    store; the decoder's first layer normalises them anyway)."""
+def encoder_parts(encoder: nn.Module, stages: int = 1) -> tuple[nn.Module, nn.Module]:
+    """The encoder's backbone cut before its last `stages` (1 or 2): the bottom (pixels → a
+    stride-16 map) and the top (→ the last grid): the stride-32 stage and the 1×1 head to 1,280
+    channels, and with 2 the last stride-16 stage before them."""
     backbone = encoder.backbone
+    if hasattr(backbone, "forward_features"):  # timm's Lite0: stem, 7 stages of blocks, head
+        cut = 6 - stages  # stages 5 (stride 32, with 6) and 4 (the last at stride 16)
+        bottom = nn.Sequential(backbone.conv_stem, backbone.bn1, *backbone.blocks[:cut])
+        return bottom, nn.Sequential(*backbone.blocks[cut:], backbone.conv_head, backbone.bn2)
+    cut = 14 if stages == 1 else 11  # torchvision's MobileNetV2: 160 channels at 14, 96 at 11
+    return backbone.features[:cut], backbone.features[cut:]
+
+
+@torch.inference_mode()
+def encoded(encoder: nn.Module, pixels: torch.Tensor, *, tuned_stages: int = 0,
+            batch: int = 64) -> torch.Tensor:  # fmt: skip
+    """The encoder's last feature grid "n (h w) d" of pixels "n c h w" — or, with stages to be
+    tuned, the map "n c h w" of the bottom below them — as float16 (half the store; the decoder
+    normalises them anyway)."""
+    bottom, top = encoder_parts(encoder, max(1, tuned_stages))
     out = []
     for start in range(0, len(pixels), batch):
         x = encoder.normalize(encoder.seen(pixels[start : start + batch]))
-        x = x.contiguous(memory_format=torch.channels_last)
-        # timm's models (Lite0) name their grid forward_features; torchvision's MobileNetV2 features
-        timm = hasattr(backbone, "forward_features")
-        grid = backbone.forward_features(x) if timm else backbone.features(x)
-        out.append(rearrange(grid, "b d h w -> b (h w) d").half())
+        x = bottom(x.contiguous(memory_format=torch.channels_last))
+        out.append(x.half() if tuned_stages else grid(top, x).half())
     return torch.cat(out)
+
+
+def grid(top: nn.Module, bottom: torch.Tensor) -> torch.Tensor:
+    """The top's grid "b (h w) d" of the bottom's map "b c h w"."""
+    return rearrange(top(bottom.contiguous(memory_format=torch.channels_last)),
+                     "b d h w -> b (h w) d")  # fmt: skip
 
 
 def split_features(
     config: Config, data: CaptionData, run: Run, encoder: nn.Module | None
 ) -> dict[str, torch.Tensor]:
-    """Each split's feature grids, from the run store's cache when an earlier run computed them."""
+    """Each split's feature grids — or, with `tuned_stages`, the maps of the encoder's frozen
+    bottom — from the run store's cache when an earlier run computed them."""
     out = {}
+    kept = f"bottom{config.tuned_stages}" if config.tuned_stages else "grid"
     for name in ("train", "validation", "test"):
         split: CaptionSplit = getattr(data, name)
         # the pictures' names and captions: what tells two sets of scenes apart
         identity = [f"{n}: {' | '.join(c)}" for n, c in zip(split.names, split.captions,
                                                              strict=True)]  # fmt: skip
-        key = cache_key(f"{config.encoder}-{data.image_size}px-grid", data.name, name, len(split),
-                        *identity)  # fmt: skip
+        key = cache_key(f"{config.encoder}-{data.image_size}px-{kept}", data.name, name,
+                        len(split), *identity)  # fmt: skip
 
         def compute(split: CaptionSplit = split) -> torch.Tensor:
-            return grid_features(encoder or load_encoder(config.encoder, data.image_size),
-                                 split.pixels)  # fmt: skip
+            return encoded(encoder or load_encoder(config.encoder, data.image_size),
+                           split.pixels, tuned_stages=config.tuned_stages or 0)  # fmt: skip
 
         out[name] = cached(run, "features", key, compute)
     return out
@@ -255,13 +284,43 @@ class Captioning(Task):
         return loss, logits
 
 
-def captioner_for(config: Config, vocabulary_size: int, cells: int, feature_dim: int
-                  ) -> Captioner:  # fmt: skip
-    return Captioner(CaptionerConfig(
+class TunedCaptioner(nn.Module):
+    """The encoder's top, learning with the captioner behind it: the frozen bottom's maps
+    "b c h w" and caption ids → logits, as the captioner alone takes grids and ids."""
+
+    def __init__(self, top: nn.Module, captioner: Captioner):
+        super().__init__()
+        self.top, self.captioner = top, captioner
+
+    def forward(self, ids: torch.Tensor, bottoms: torch.Tensor, targets: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        return self.captioner(ids, grid(self.top, bottoms.float()), targets)
+
+    @torch.inference_mode()
+    def grids(self, bottoms: torch.Tensor, batch: int = 128) -> torch.Tensor:
+        """The tuned top's grids "n (h w) d" of bottom maps "n c h w", as float16."""
+        return torch.cat([grid(self.top, bottoms[i : i + batch].float()).half()
+                          for i in range(0, len(bottoms), batch)])  # fmt: skip
+
+
+def model_for(config: Config, vocabulary_size: int, features: tuple[int, ...], image_size: int
+              ) -> Captioner | TunedCaptioner:  # fmt: skip
+    """The captioner of grids "n cells d" — or, with `tuned_stages`, of the bottom's maps
+    "n c h w" behind the encoder's top (ImageNet's weights, to be tuned)."""
+    top = None
+    if config.tuned_stages:
+        top = encoder_parts(load_encoder(config.encoder, image_size), config.tuned_stages)[1]
+    if top is None:
+        cells, feature_dim = features[-2:]
+    else:  # the top halves the map's side; its last batch norm is its width
+        cells = (features[-2] // 2) * (features[-1] // 2)
+        feature_dim = [m for m in top.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
+    captioner = Captioner(CaptionerConfig(
         vocab_size=vocabulary_size, block_size=config.max_words + 2, n_layer=config.n_layer,
         n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout,
         feature_dim=feature_dim, cells=cells,
     ))  # fmt: skip
+    return captioner if top is None else TunedCaptioner(top, captioner)
 
 
 # -- 3. the lesson --------------------------------------------------------------------------------
@@ -270,8 +329,7 @@ def run(config: Config, run: Run) -> dict[str, Any]:
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     data = load_data(config)
     run.update_summary(data={"name": data.name, "source": data.source, **data.sizes})
-    grids = split_features(config, data, run, None)
-    cells, feature_dim = grids["train"].shape[1:]
+    features = split_features(config, data, run, None)
 
     # Words: the training captions' vocabulary, each caption [start] … [end].
     tokenizer = word_tokenizer([c for cs in data.train.captions for c in cs],
@@ -286,15 +344,25 @@ def run(config: Config, run: Run) -> dict[str, Any]:
                                  per_image)
              for name in ("train", "validation")}  # fmt: skip
 
-    # Learn to caption: teacher forcing on every (image, caption) pair.
-    model = captioner_for(config, vocabulary.size, cells, feature_dim)
-    run.update_summary(model={"vocabulary": vocabulary.size, "cells": cells,
-                              "feature_dim": feature_dim, "image_size": data.image_size},
+    # Learn to caption: teacher forcing on every (image, caption) pair — and, tuning the top, the
+    # encoder's last stage learns what the words need (digits) at a fraction of the LR.
+    shape = tuple(features["train"].shape[1:])
+    model = model_for(config, vocabulary.size, shape, data.image_size)
+    captioner = model.captioner if isinstance(model, TunedCaptioner) else model
+    run.update_summary(model={"vocabulary": vocabulary.size, "features": shape,
+                              "cells": captioner.config.cells, "image_size": data.image_size,
+                              "tuned_stages": config.tuned_stages},
                        costs={"parameters": parameters(model)})  # fmt: skip
-    task = Captioning(features=torch.cat([grids["train"], grids["validation"], grids["test"]]))
+    task = Captioning(features=torch.cat([features[n] for n in ("train", "validation", "test")]))
     trainer = Trainer(config, run, task=task)
-    model = trainer.fit(model, pairs["train"], pairs["validation"]).cpu().float().eval()
+    lr_scales = {"top.": config.top_lr_scale} if config.tuned_stages else None
+    model = trainer.fit(model, pairs["train"], pairs["validation"], lr_scales=lr_scales)
+    model = model.cpu().float().eval()
     train_seconds = run.evaluations()[-1]["seconds"]
+    if isinstance(model, TunedCaptioner):  # the grids the tuned top now makes
+        features = {name: model.grids(f) for name, f in features.items()}
+        model = model.captioner
+    grids = features
 
     # Write the test images' captions, and the baselines' on the same images.
     test = grids["test"]
@@ -403,10 +471,11 @@ def caption_page(run: Run) -> Callable[[Image.Image], tuple[list[Image.Image], s
     config = run.config_as(Config)
     shape = run.summary["model"]
     vocabulary = Vocabulary(Tokenizer.from_file(str(run.dir / "tokenizer.json")))
-    model = captioner_for(config, shape["vocabulary"], shape["cells"], shape["feature_dim"])
+    model = model_for(config, shape["vocabulary"], tuple(shape["features"]), shape["image_size"])
     load_weights(run, model)
     model.eval()
     encoder = load_encoder(config.encoder, shape["image_size"])
+    captioner = model.captioner if isinstance(model, TunedCaptioner) else model
     scenes = config.dataset == "scenes"
 
     def respond(image: Image.Image) -> tuple[list[Image.Image], str]:
@@ -419,12 +488,13 @@ def caption_page(run: Run) -> Callable[[Image.Image], tuple[list[Image.Image], s
                                                mode="bilinear", antialias=True)[0]  # fmt: skip
         else:
             pixels = photo_tensor(image)
-        grid = grid_features(encoder, pixels[None])[0]
-        said = beam_captions(model, grid[None], vocabulary, beams=config.beams,
+        features = encoded(encoder, pixels[None], tuned_stages=config.tuned_stages or 0)
+        cells = (model.grids(features) if isinstance(model, TunedCaptioner) else features)[0]
+        said = beam_captions(captioner, cells[None], vocabulary, beams=config.beams,
                              max_words=config.max_words,
                              length_penalty=config.length_penalty)[0]  # fmt: skip
         ids, words = vocabulary.said(said, config.max_words)
-        picture = drawn.attention_picture(pixels, model.cross_attention_maps(ids, grid), words)
+        picture = drawn.attention_picture(pixels, captioner.cross_attention_maps(ids, cells), words)
         cider = run.summary.get("metrics", {}).get("cider")
         note = f" (test CIDEr {cider:.3f})" if cider is not None else ""
         return [picture], f"**{said}**\n\nbeam search, {config.beams} beams{note}"
