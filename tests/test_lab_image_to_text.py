@@ -25,6 +25,7 @@ from deepscape.labs.vision.l201_image_to_text import (
     encoded,
     load_encoder,
     model_for,
+    resolved,
 )
 from deepscape.labs.vision.l201_image_to_text_data import (
     DIGITS,
@@ -179,7 +180,7 @@ def test_the_cut_encoder_is_the_whole_one_and_its_top_learns_with_the_captioner(
     encoder, pixels = load_encoder(name, 64), torch.rand(3, 1, 64, 64)
     bottoms = encoded(encoder, pixels, tuned_stages=stages)
     assert bottoms.shape[-2:] == (4, 4)  # stride 16
-    config = Config(encoder=name, tuned_stages=stages)
+    config = resolved(Config(encoder=name, tuned_stages=stages))
     model = model_for(config, 12, tuple(bottoms.shape[1:]), 64)
     grids = model.eval().grids(bottoms)
     whole = encoded(encoder, pixels)
@@ -189,8 +190,11 @@ def test_the_cut_encoder_is_the_whole_one_and_its_top_learns_with_the_captioner(
     _, loss = model.train()(torch.tensor([[1, 2, 3]] * 3), bottoms, torch.tensor([[2, 3, 4]] * 3))
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.top.parameters())
-    # photos keep the whole encoder frozen: the captioner reads cached grids
-    assert Config(data_dir="photos").tuned_stages == 0 and Config().tuned_stages == 2
+    # photos keep the whole encoder frozen (the captioner reads cached grids) even when data_dir=
+    # overrides a config already made, as `deepscape run` does
+    photos = resolved(apply_overrides(Config(), ["data_dir=photos"]))
+    assert (photos.tuned_stages, photos.dropout) == (0, 0.3)
+    assert (resolved(Config()).tuned_stages, resolved(Config()).dropout) == (2, 0.1)
 
 
 def test_maps_show_where_each_word_looked():
@@ -202,7 +206,8 @@ def test_maps_show_where_each_word_looked():
 
 def test_bad_options_are_answered_in_one_line():
     for bad, says in [("beams=0", "beams"), ("dataset=coco", "data_dir="),
-                      ("n_embd=90", "n_head"), ("scenes=10,0,10", "scenes="),
+                      ("n_embd=90", "n_head"), ("tuned_stages=3", "tuned_stages=3"),
+                      ("scenes=10,0,10", "scenes="),
                       ("mnist_dir=/no/such/folder", "mnist_dir=.*IDX")]:  # fmt: skip
         with pytest.raises(ConfigError, match=says) as caught:
             check(apply_overrides(Config(), [bad]))

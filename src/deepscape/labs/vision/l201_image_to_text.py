@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -181,10 +181,18 @@ class Config(TrainConfig):
         # data_dir= alone chooses photos: the check's command names no dataset
         if self.data_dir and self.dataset == "scenes":
             self.dataset = self.data_dir.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
-        if self.dropout is None:
-            self.dropout = 0.1 if self.dataset == "scenes" else 0.3
-        if self.tuned_stages is None:
-            self.tuned_stages = 2 if self.dataset == "scenes" else 0
+
+
+def resolved(config: Config) -> Config:
+    """`config` with the options left to the data (None) chosen: dropout 0.1 and two tuned stages
+    on built scenes, dropout 0.3 and a frozen encoder on photos. Chosen here, not in
+    `__post_init__`: an override (data_dir=…) copies a config already made, defaults and all."""
+    scenes = config.dataset == "scenes"
+    return replace(
+        config,
+        dropout=(0.1 if scenes else 0.3) if config.dropout is None else config.dropout,
+        tuned_stages=(2 if scenes else 0) if config.tuned_stages is None else config.tuned_stages,
+    )
 
 
 # -- 1. data and the frozen encoder's features ---------------------------------------------------
@@ -326,6 +334,7 @@ def model_for(config: Config, vocabulary_size: int, features: tuple[int, ...], i
 # -- 3. the lesson --------------------------------------------------------------------------------
 def run(config: Config, run: Run) -> dict[str, Any]:
     check(config)
+    config = resolved(config)
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     data = load_data(config)
     run.update_summary(data={"name": data.name, "source": data.source, **data.sizes})
@@ -431,6 +440,9 @@ def check(config: Config) -> None:
             f"dataset={config.dataset} is not scenes or flickr8k: for photos of your own give "
             "data_dir= a folder with Images/ and captions.txt"
         )
+    if config.tuned_stages not in (None, 0, 1, 2):
+        raise ConfigError(f"tuned_stages={config.tuned_stages}: give 0 (a frozen encoder), 1 or 2 "
+                          "(its last stages tuned)")  # fmt: skip
     if config.beams < 1 or config.neighbours < 1:
         raise ConfigError("beams and neighbours must be ≥ 1 (beams=1: greedy decoding only)")
     if config.n_embd % config.n_head:
@@ -468,7 +480,7 @@ def caption_page(run: Run) -> Callable[[Image.Image], tuple[list[Image.Image], s
     from deepscape.labs.vision.l201_image_to_text_data import CANVAS, photo_tensor
     from deepscape.serve import BadImage
 
-    config = run.config_as(Config)
+    config = resolved(run.config_as(Config))
     shape = run.summary["model"]
     vocabulary = Vocabulary(Tokenizer.from_file(str(run.dir / "tokenizer.json")))
     model = model_for(config, shape["vocabulary"], tuple(shape["features"]), shape["image_size"])
