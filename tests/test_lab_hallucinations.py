@@ -20,6 +20,7 @@ from deepscape.labs.language.l301_hallucinations_ask import (
     agreement,
     cited_support,
     correct,
+    mentions,
     names,
     supports,
 )
@@ -123,6 +124,12 @@ def test_citation_check_wants_the_subject_and_the_answer_in_the_cited_passage():
     assert not cited_support("18,549,457 [1]", "What is the population of Chile?", [france, chile])
     assert not cited_support("18,549,457", "What is the population of Chile?", [france, chile])
     assert not cited_support("Paris [3]", "What is the capital of France?", [france, chile])
+    # names read as passages are normalised: hyphens, apostrophes and articles
+    timor = "Timor-Leste: Area: total: 14,874 sq km."
+    assert mentions(timor, "What is the total area of Timor-Leste?")
+    assert mentions("Côte d'Ivoire: Location: Western Africa", "What is the area of Côte d'Ivoire?")
+    assert mentions("The Bahamas: Area: total: 13,880 sq km", "What is the area of The Bahamas?")
+    assert not mentions(timor, "What is the total area of Norvania?")
 
 
 # -- thresholds, systems and scores ---------------------------------------------------------------
@@ -130,7 +137,9 @@ def test_threshold_keeps_the_coverage_asked_for_with_a_margin():
     confidences = [-n / 100 for n in range(100)]
     threshold = lab.choose_threshold(confidences, 100, 0.8)  # 80 % + 1.64 × 4 % → 87 kept
     assert sum(c >= threshold for c in confidences) == 87
-    assert lab.choose_threshold(confidences[:85], 100, 0.8) == -math.inf  # already too few
+    # already too few answered: every one of them is kept, none less sure than the least of them
+    assert lab.choose_threshold(confidences[:85], 100, 0.8) == confidences[84]
+    assert lab.choose_threshold([], 100, 0.8) == -math.inf
 
 
 def fake_split(confidence_test: float = -2.0):

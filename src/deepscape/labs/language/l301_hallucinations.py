@@ -14,8 +14,9 @@ coverage. The plain model (SmolLM2-135M-Instruct, closed-book, shown the answer'
 invented examples) answers everything. The interventions:
 
 1. abstain: the plain model's answer withheld when its confidence is under a threshold.
-2. grounded: language/201/augmented-search's reader, shown the top `k` dense-retrieved Factbook
-   passages, told to cite them and to say "I don't know" when they do not say.
+2. grounded: language/201/augmented-search's reader, shown the top `k` Factbook passages of
+   its best retriever (hybrid: BM25 and dense, fused), told to cite them and to say "I don't
+   know" when they do not say.
 3. grounded-abstain: grounded, withheld under a threshold of its confidence.
 4. self-consistency: grounded, `samples` more answers drawn at `temperature`; the confidence is
    the share that agree with the greedy answer.
@@ -30,7 +31,8 @@ whether a shown passage names the question's subject and the most of the questio
 passage holds (grounded-abstain), the samples' agreement (self-consistency), and all of these
 and whether a shown passage holds the claim (combined). It is fit on a calibration split, and
 the threshold is the highest that still answers `coverage` of that split's answerable
-questions, plus a margin of 1.64 binomial standard errors (30 questions vary by ±7 points);
+questions, plus a margin of 1.64 binomial standard errors (30 questions vary by ±7 points) —
+or, where the system answers fewer than that anyway, the lowest that keeps all it answers;
 then both are measured on the test split, whose questions they never saw.
 
 The risk–coverage curves show every threshold at once: the share of questions answered against
@@ -108,6 +110,9 @@ class Config:
     questions: int = option(30, "answerable and unanswerable questions each, per split")
     interventions: tuple[Intervention, ...] = option(INTERVENTIONS, "what is measured beside plain")
     k: int = option(2, "passages the grounded reader is shown")
+    retriever: Literal["hybrid", "dense", "bm25"] = option(
+        "hybrid", "what finds them: augmented-search's fusion of BM25 and dense (its best), or one"
+    )
     words: int = option(80, "words a passage holds at most")
     coverage: float = option(0.8, "share of answerable questions a system must still answer")
     samples: int = option(4, "answers sampled for self-consistency")
@@ -152,11 +157,14 @@ def choose_threshold(confidences: list[float], answerable: int, coverage: float)
     """The highest threshold at which the `answerable` calibration questions are still answered
     often enough that held-out ones will be too: `coverage` plus a margin of 1.64 binomial
     standard errors (a one-sided 95 % bound: 30 questions vary by ±7 points), given the
-    confidences of those answered before any threshold (−inf: none needed or none possible)."""
+    confidences of those answered before any threshold. When the system answers no more than
+    that anyway, the threshold keeps every one it answered: the lowest of their confidences,
+    which costs no coverage and still drops the unanswerable questions it is less sure of
+    (−inf: none answered)."""
     margin = 1.64 * math.sqrt(coverage * (1 - coverage) / max(1, answerable))
     keep = math.ceil(min(1.0, coverage + margin) * answerable)
     ranked = sorted(confidences, reverse=True)
-    return ranked[keep - 1] if 0 < keep < len(ranked) else -math.inf
+    return ranked[min(keep, len(ranked)) - 1] if ranked and keep > 0 else -math.inf
 
 
 def signals(system: str, said: Any, question: Any, shown: list[str]) -> list[float]:
@@ -288,7 +296,7 @@ def run(config: Config, run: Any) -> dict[str, Any]:
     seconds: dict[str, float] = {}
     for name, questions in (("calibration", split.calibration), ("test", split.test)):
         asked = [q.text for q in questions]
-        ranking = retrievers.search(asked, k=min(config.k, len(texts)))["dense"]
+        ranking = retrievers.search(asked, k=min(config.k, len(texts)))[config.retriever]
         shown[name] = [[corpus.passages[p].text for p in r[: config.k]] for r in ranking]
         if name == "test":  # does the grounded reader see a passage that holds the answer?
             relevant = dict(zip(corpus.questions, corpus.relevant, strict=True))

@@ -24,7 +24,7 @@ from deepscape.loop import track
 DECLINING = ("none", "no ", "not ", "there is no", "there are no", "unknown", "n/a", "it is not",
              "i do not know", "i'm not sure", "i am not sure", "i cannot", "i can't")  # fmt: skip
 ARTICLES = re.compile(r"\b(a|an|the)\b")
-NAME = re.compile(r"\b[A-Z][\w'’.-]*")
+NAME = re.compile(r"[\w'’]*[A-Z][\w'’.-]*")  # a capitalised word, "d'Ivoire" whole
 
 
 @dataclass
@@ -64,8 +64,9 @@ def agreement(said: Said) -> float:
 
 
 def names(question: str) -> set[str]:
-    """The question's names: its capitalised words after the first ("Hong", "Kong")."""
-    return {w.rstrip("?.,").lower() for w in NAME.findall(question)[1:] if len(w) > 1}
+    """The question's names — its capitalised words after the first — normalised as passages are:
+    "hong" and "kong"; "timorleste"; "côte" and "divoire"; "bahamas" (no "the")."""
+    return {t for w in NAME.findall(question)[1:] for t in normalised(w).split() if len(t) > 1}
 
 
 def normalised(text: str) -> str:
