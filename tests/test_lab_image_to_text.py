@@ -193,8 +193,7 @@ def test_the_cut_encoder_is_the_whole_one_and_its_top_learns_with_the_captioner(
     # photos keep the whole encoder frozen (the captioner reads cached grids) even when data_dir=
     # overrides a config already made, as `deepscape run` does
     photos = resolved(apply_overrides(Config(), ["data_dir=photos"]))
-    assert (photos.tuned_stages, photos.dropout) == (0, 0.3)
-    assert (resolved(Config()).tuned_stages, resolved(Config()).dropout) == (2, 0.1)
+    assert photos.tuned_stages == 0 and resolved(Config()).tuned_stages == 2
 
 
 def test_maps_show_where_each_word_looked():

@@ -156,8 +156,8 @@ class Config(TrainConfig):
     n_layer: int = option(2, "decoder blocks (self-attention, cross-attention, MLP)")
     n_head: int = option(4, "attention heads")
     n_embd: int = option(256, "the decoder's width")
-    dropout: float | None = option(
-        None, "decoder dropout (None: 0.3 on photos, whose few captions overfit; 0.1 on scenes)"
+    dropout: float = option(
+        0.1, "decoder dropout (0.3 on flickr8k-800: CIDEr 0.327 against 0.372 with 0.1)"
     )
     max_words: int = option(20, "the longest caption trained on and written, in tokens")
     min_count: int = option(3, "training-caption words seen fewer times become [UNK]")
@@ -184,15 +184,12 @@ class Config(TrainConfig):
 
 
 def resolved(config: Config) -> Config:
-    """`config` with the options left to the data (None) chosen: dropout 0.1 and two tuned stages
-    on built scenes, dropout 0.3 and a frozen encoder on photos. Chosen here, not in
-    `__post_init__`: an override (data_dir=…) copies a config already made, defaults and all."""
-    scenes = config.dataset == "scenes"
-    return replace(
-        config,
-        dropout=(0.1 if scenes else 0.3) if config.dropout is None else config.dropout,
-        tuned_stages=(2 if scenes else 0) if config.tuned_stages is None else config.tuned_stages,
-    )
+    """`config` with `tuned_stages` left to the data (None) chosen: two on built scenes, none (a
+    frozen encoder) on photos. Chosen here, not in `__post_init__`: an override (data_dir=…)
+    copies a config already made, defaults and all."""
+    if config.tuned_stages is not None:
+        return config
+    return replace(config, tuned_stages=2 if config.dataset == "scenes" else 0)
 
 
 # -- 1. data and the frozen encoder's features ---------------------------------------------------
