@@ -349,8 +349,8 @@ def run(config: Config, run: Run) -> dict[str, Any]:
                                  per_image)
              for name in ("train", "validation")}  # fmt: skip
 
-    # Learn to caption: teacher forcing on every (image, caption) pair — and, tuning the top, the
-    # encoder's last stage learns what the words need (digits) at a fraction of the LR.
+    # Learn to caption: teacher forcing on every (image, caption) pair — and, with tuned stages,
+    # the encoder's top learns what the words need (digits), at top_lr_scale × lr.
     shape = tuple(features["train"].shape[1:])
     model = model_for(config, vocabulary.size, shape, data.image_size)
     captioner = model.captioner if isinstance(model, TunedCaptioner) else model
@@ -364,10 +364,10 @@ def run(config: Config, run: Run) -> dict[str, Any]:
     model = trainer.fit(model, pairs["train"], pairs["validation"], lr_scales=lr_scales)
     model = model.cpu().float().eval()
     train_seconds = run.evaluations()[-1]["seconds"]
-    if isinstance(model, TunedCaptioner):  # the grids the tuned top now makes
-        features = {name: model.grids(f) for name, f in features.items()}
-        model = model.captioner
     grids = features
+    if isinstance(model, TunedCaptioner):  # decoding reads the grids the tuned top now makes
+        grids = {name: model.grids(f) for name, f in features.items()}
+        model = model.captioner
 
     # Write the test images' captions, and the baselines' on the same images.
     test = grids["test"]
@@ -478,6 +478,9 @@ def caption_page(run: Run) -> Callable[[Image.Image], tuple[list[Image.Image], s
 
     config = resolved(run.config_as(Config))
     shape = run.summary["model"]
+    if "features" not in shape:  # a run from before tuned stages: a frozen encoder's grids
+        config = replace(config, tuned_stages=0)
+        shape = {**shape, "features": (shape["cells"], shape["feature_dim"])}
     vocabulary = Vocabulary(Tokenizer.from_file(str(run.dir / "tokenizer.json")))
     model = model_for(config, shape["vocabulary"], tuple(shape["features"]), shape["image_size"])
     load_weights(run, model)
