@@ -133,12 +133,16 @@ def metric_panel(
     best = metrics.best(evaluations, f"val_{name}")
     if best:
         at = x[evaluations.index(best)]
+        # the label in a corner, away from the curves, with an arrow to the point
         ax.annotate(
             f"best val {name} {info.show(best[f'val_{name}'])}",
             (at, shown(best[f"val_{name}"])),
-            textcoords="offset points",
-            xytext=(0, 12),
-            ha="right" if at > (x[0] + x[-1]) / 2 else "left",  # inside the axes
+            xytext=(0.97, 0.95),
+            textcoords="axes fraction",
+            ha="right",
+            va="top",
+            arrowprops={"arrowstyle": "->", "color": "0.4"},
+            bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.8", "alpha": 0.9},
         )
     label = f"1 − {name} (error rate)" if as_error else name
     ax.set(xlabel=x_label, ylabel=label, title="Error" if as_error else name)
