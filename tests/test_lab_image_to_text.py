@@ -226,15 +226,18 @@ def test_a_flickr_folder_splits_by_photo():
 
 @pytest.mark.slow
 def test_a_short_run_grounds_built_scenes_and_its_page_captions_a_picture(tmp_path):
-    # ~1,200 digit scenes at 128 px, 8 epochs of a one-block decoder in reading order: greedy
-    # captions grounded ≥ 16× as often as chance (two digits and a relation named at random: 1
-    # time in 200); measured 14.7 % greedy, 10 % beam (retrieval 6 %) on 150 test scenes
+    # ~1,200 digit scenes at 128 px, 8 epochs of a one-block decoder in reading order, the
+    # encoder's last two stages tuned with it (the default on scenes): grounded 100× as often as
+    # chance (two digits and a relation named at random: 1 time in 200), and more often than
+    # retrieval; measured 78.7 % greedy, 79.3 % beam, retrieval 50.7 % on 150 test scenes (frozen,
+    # as before: 14.7 % greedy)
     run = run_lab(LAB, ["scenes=1200,60,150", "epochs=8", "n_layer=1", "shown=2", "threads=1",
                         "beams=2", "scene_size=128"],
                   store=RunStore(tmp_path), show_progress=False)  # fmt: skip
     metrics = run.summary["metrics"]
-    assert metrics["greedy_grounding"] >= 0.08, metrics
-    assert metrics["grounding"] >= 0.04, metrics
+    assert metrics["greedy_grounding"] >= 0.5, metrics
+    assert metrics["grounding"] >= 0.5, metrics
+    assert metrics["grounding"] > metrics["nearest_grounding"] + 0.1, metrics
     assert metrics["cider"] > metrics["frequent_cider"]
     for name in ("curves", "captions", "attention_0", "scores"):
         assert run.figure_path(name).is_file()
