@@ -1,8 +1,10 @@
 """vision/201/image-to-text: the metric wrapper is pycocoevalcap's numbers, retrieval answers with
 its neighbour's consensus caption, the grammar's grounding check reads either order, the captioner
 as a causal LM decodes a batch as it decodes each image and beam search finds captions at least as
-likely as greedy's, a short run on built scenes learns to ground them and its page captions a
-picture, Flickr8k's layout splits by photo, and bad options are answered in one line."""
+likely as greedy's, the encoder cut into a cached bottom and a top to tune is the whole encoder and
+its top learns with the captioner, a short run on built scenes learns to ground them and its page
+captions a picture, Flickr8k's layout splits by photo, and bad options are answered in one
+line."""
 
 from __future__ import annotations
 
