@@ -65,6 +65,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -247,11 +248,11 @@ def grid(top: nn.Module, bottom: torch.Tensor) -> torch.Tensor:
                      "b d h w -> b (h w) d")  # fmt: skip
 
 
-def split_features(
-    config: Config, data: CaptionData, run: Run, encoder: nn.Module | None
-) -> dict[str, torch.Tensor]:
+def split_features(config: Config, data: CaptionData, run: Run) -> dict[str, torch.Tensor]:
     """Each split's feature grids — or, with `tuned_stages`, the maps of the encoder's frozen
-    bottom — from the run store's cache when an earlier run computed them."""
+    bottom — from the run store's cache when an earlier run computed them (the encoder is loaded
+    once, and only if a split is not cached)."""
+    encoder = cache(lambda: load_encoder(config.encoder, data.image_size))
     out = {}
     kept = f"bottom{config.tuned_stages}" if config.tuned_stages else "grid"
     for name in ("train", "validation", "test"):
@@ -263,8 +264,7 @@ def split_features(
                         len(split), *identity)  # fmt: skip
 
         def compute(split: CaptionSplit = split) -> torch.Tensor:
-            return encoded(encoder or load_encoder(config.encoder, data.image_size),
-                           split.pixels, tuned_stages=config.tuned_stages or 0)  # fmt: skip
+            return encoded(encoder(), split.pixels, tuned_stages=config.tuned_stages or 0)
 
         out[name] = cached(run, "features", key, compute)
     return out
@@ -311,12 +311,9 @@ def model_for(config: Config, vocabulary_size: int, features: tuple[int, ...], i
               ) -> Captioner | TunedCaptioner:  # fmt: skip
     """The captioner of grids "n cells d" — or, with `tuned_stages`, of the bottom's maps
     "n c h w" behind the encoder's top (ImageNet's weights, to be tuned)."""
-    top = None
-    if config.tuned_stages:
+    top, (cells, feature_dim) = None, features[-2:]  # a frozen encoder's grids "cells d"
+    if config.tuned_stages:  # maps "c h w": the top halves their side; its last norm is its width
         top = encoder_parts(load_encoder(config.encoder, image_size), config.tuned_stages)[1]
-    if top is None:
-        cells, feature_dim = features[-2:]
-    else:  # the top halves the map's side; its last batch norm is its width
         cells = (features[-2] // 2) * (features[-1] // 2)
         feature_dim = [m for m in top.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
     captioner = Captioner(CaptionerConfig(
@@ -334,7 +331,7 @@ def run(config: Config, run: Run) -> dict[str, Any]:
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     data = load_data(config)
     run.update_summary(data={"name": data.name, "source": data.source, **data.sizes})
-    features = split_features(config, data, run, None)
+    features = split_features(config, data, run)
 
     # Words: the training captions' vocabulary, each caption [start] … [end].
     tokenizer = word_tokenizer([c for cs in data.train.captions for c in cs],
