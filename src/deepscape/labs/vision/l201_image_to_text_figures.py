@@ -42,7 +42,8 @@ def captions(
                      fontweight="bold")  # fmt: skip
     fig.suptitle("Test pictures: generated captions, and references they are scored against",
                  fontsize=10)  # fmt: skip
-    fig.tight_layout(rect=(0, 0, 1, 0.97), h_pad=6)
+    # under the last row, an inch for its captions: tight_layout sees only the axes
+    fig.tight_layout(rect=(0, 1.0 / (5.0 * rows), 1, 0.97), h_pad=6)
     return figures.save(fig, run.figure_path("captions"), tight=False)
 
 
