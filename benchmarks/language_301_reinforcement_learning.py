@@ -26,6 +26,7 @@ grpo_updates=1`): the instruct model's held-out accuracy before, after, and the 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import tempfile
@@ -147,27 +148,113 @@ def report(results: list[dict], command: str, env_steps: int, wall: float) -> st
     return "\n".join(lines)
 
 
+def trl_grpo(items: list[str], seed: int) -> dict:
+    """trl's GRPOTrainer as the LoRA arm's peer: the same model, adapters, prompts (each step's,
+    drawn as the lab draws them), reward, group size, learning rate, warmup, KL weight and clip,
+    scored by the lab's held-out evaluator."""
+    import random
+    import warnings
+
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import GRPOConfig, GRPOTrainer
+
+    from deepscape.config import apply_overrides
+    from deepscape.labs.language import l301_reinforcement_learning_grpo as grpo
+    from deepscape.labs.language import l301_reinforcement_learning_lora as lora
+    from deepscape.labs.language.l301_reinforcement_learning import Config
+    from deepscape.models.language import load_llm
+    from deepscape.tuning import LORA_TARGETS
+
+    config = apply_overrides(Config(), [*items, f"seed={seed}"])
+    torch.set_num_threads(config.threads)
+    started = time.perf_counter()
+    llm = load_llm()
+    model = copy.deepcopy(llm.model)
+    # load_llm de-quantizes the GGUF file to float32, but transformers still flags the model as
+    # GGUF-quantized, and its Trainer refuses to train one: the flags no longer hold, so clear them
+    model.is_quantized, model.hf_quantizer, model.config.quantization_config = False, None, None
+    sums = lora.Sums(config.digits, config.heldout_problems, seed)
+    before = lora.heldout_accuracy(model, llm.tokenizer, sums.heldout)
+    problems = [problem for step in range(config.grpo_steps)
+                for problem in sums.draw(config.prompts_per_step,
+                                         random.Random(f"grpo {seed} {step}"))]  # fmt: skip
+    prompts = Dataset.from_list([{"prompt": [{"role": "user", "content": p.prompt}],
+                                  "a": p.a, "b": p.b} for p in problems])  # fmt: skip
+
+    def right_sums(completions: list, a: list, b: list, **_) -> list[float]:
+        return [lora.right_sum(lora.Sum(x, y), said[0]["content"])
+                for said, x, y in zip(completions, a, b, strict=True)]  # fmt: skip
+
+    # float32 and the paper's KL term, as the lab's (trl autocasts to bf16 and weighs the KL by
+    # the ratio by default); its LR schedule rises linearly over the warmup, as the lab's
+    args = GRPOConfig(
+        output_dir=tempfile.mkdtemp(), use_cpu=True, bf16=False, use_bias_correction_kl=False,
+        seed=seed, report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True,
+        shuffle_dataset=False, max_steps=config.grpo_steps, num_generations=config.group_size,
+        per_device_train_batch_size=config.prompts_per_step * config.group_size,
+        num_iterations=config.grpo_updates, max_completion_length=lora.MAX_NEW_TOKENS,
+        temperature=config.temperature, loss_type="grpo", beta=config.kl_coef,
+        epsilon=config.grpo_clip, learning_rate=config.grpo_lr,
+        lr_scheduler_type="constant_with_warmup", warmup_steps=config.grpo_warmup,
+        adam_beta2=0.99, weight_decay=0.0, max_grad_norm=grpo.GRAD_CLIP,
+    )  # fmt: skip
+    peft = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank,
+                      target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM")  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = GRPOTrainer(model=model, reward_funcs=right_sums, args=args,
+                              train_dataset=prompts, processing_class=llm.tokenizer,
+                              peft_config=peft)  # fmt: skip
+        trainer.train()
+    after = lora.heldout_accuracy(trainer.model, llm.tokenizer, sums.heldout)
+    logged = [r for r in trainer.state.log_history if "reward" in r]
+    tenth = max(1, len(logged) // 10)
+    return {"before": before, "after": after,
+            "reward_first": statistics.fmean(r["reward"] for r in logged[:tenth]),
+            "reward_last": statistics.fmean(r["reward"] for r in logged[-tenth:]),
+            "kl_last": statistics.fmean(r["kl"] for r in logged[-tenth:]),
+            "seconds": time.perf_counter() - started}  # fmt: skip
+
+
 def language_model(items: list[str], home: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> str:
+    lora = "policy=smollm2-lora" in items  # no SFT: it starts from the instruct model
     rows, gains, walls = [], [], []
     for seed in seeds:
         run = run_lab(LAB, [*items, f"seed={seed}"], store=RunStore(home), show_progress=False)
         m = run.summary["metrics"]
         gains.append(m["rl_test_accuracy_gain"])
         walls.append(run.summary["wall_seconds"])
-        rows.append([seed, f"{m['sft_accuracy']:.1%}", f"{m['rl_accuracy']:.1%}",
+        rows.append(["deepscape", seed, f"{m['sft_accuracy']:.1%}", f"{m['rl_accuracy']:.1%}",
                      f"{m['rl_test_accuracy_gain']:+.1%}",
                      f"{m['mean_reward_first']:.2f} → {m['mean_reward_last']:.2f}",
                      f"{m['kl_last']:.2f}", f"{run.summary['wall_seconds']:.0f}"])  # fmt: skip
-    lora = "policy=smollm2-lora" in items  # no SFT: it starts from the instruct model
+    peers = [trl_grpo(items, seed) for seed in seeds] if lora else []
+    for seed, peer in zip(seeds, peers, strict=True):
+        rows.append(["trl GRPOTrainer", seed, f"{peer['before']:.1%}", f"{peer['after']:.1%}",
+                     f"{peer['after'] - peer['before']:+.1%}",
+                     f"{peer['reward_first']:.2f} → {peer['reward_last']:.2f}",
+                     f"{peer['kl_last']:.2f}", f"{peer['seconds']:.0f}"])  # fmt: skip
     before = "held-out before (the instruct model)" if lora else "held-out after SFT"
-    headers = ["seed", before, "after GRPO", "gain", "reward, first → last tenth",
+    headers = ["GRPO", "seed", before, "after GRPO", "gain", "reward, first → last tenth",
                "KL, last tenth", "wall s"]  # fmt: skip
-    return "\n".join([
-        f"`deepscape run {LAB} {' '.join(items)} seed=S`, the lab's defaults otherwise:", "",
-        table(headers, rows), "",
+    lines = [
+        f"`deepscape run {LAB} {' '.join(items)} seed=S`, the lab's defaults otherwise"
+        + (", and trl's GRPOTrainer on the same model, LoRA, prompts, reward and settings "
+           "(`trl_grpo`), scored by the same evaluator:" if lora else ":"),
+        "", table(headers, rows), "",
         f"- smallest gain {min(gains):+.1%} (target ≥ +20 points "
         f"{'✓' if min(gains) >= 0.2 else '✗'}); longest run {max(walls) / 60:.1f} min (target "
-        f"within 30 minutes on 2 cores {'✓' if max(walls) <= 1800 else '✗'}).", ""])  # fmt: skip
+        f"within 30 minutes on 2 cores {'✓' if max(walls) <= 1800 else '✗'}).",
+    ]  # fmt: skip
+    if peers:
+        lines.append(
+            f"- trl's GRPOTrainer: gain {min(p['after'] - p['before'] for p in peers):+.1%}, "
+            f"{max(p['seconds'] for p in peers) / 60:.1f} min (its evaluations before and after "
+            "included; the lab's run also scores the held-out sums every grpo_eval_every steps)."
+        )
+    return "\n".join([*lines, ""])
 
 
 def main() -> None:

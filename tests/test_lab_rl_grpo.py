@@ -134,3 +134,59 @@ def test_bad_options_are_refused_in_one_line(tmp_path, change, message):
     with pytest.raises(ConfigError) as error:
         grpo.language_model(Config(**change), new_run(tmp_path))
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_objective_and_its_gradient_are_trls(tmp_path):
+    """The written-out GRPO objective is trl's GRPOTrainer's (loss_type="grpo", the paper's): on
+    the same answers, with ratios to the old policy on both sides of the clip and a reference
+    apart from the policy, the loss and every gradient agree, at a temperature that is not 1."""
+    trl = pytest.importorskip("trl")
+    from datasets import Dataset
+    from tokenizers import Tokenizer, models
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from deepscape.labs.language.l301_reinforcement_learning_lora import answer_logprobs
+
+    words = ["<pad>", *map(str, range(10)), "+", "="]
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, "<pad>")),
+        pad_token="<pad>", eos_token="=",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=2,
+                                         num_attention_heads=2, intermediate_size=32))  # fmt: skip
+    # made with beta=0: with a KL term, a model that is not a peft one has its reference loaded
+    # from the hub by name; the objective reads the trainer's beta, set after
+    args = trl.GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none",
+                          loss_type="grpo", beta=0.0, epsilon=0.2, temperature=0.7,
+                          use_bias_correction_kl=False,  # its default weighs the KL by the ratio
+                          bf16=False,  # its default autocasts, where ours runs in float32
+                          num_generations=4, per_device_train_batch_size=8)  # fmt: skip
+    trainer = trl.GRPOTrainer(model=model, reward_funcs=lambda completions, **_: [0.0] * 8,
+                              args=args, train_dataset=Dataset.from_list([{"prompt": "1 + 2"}]),
+                              processing_class=tokenizer)  # fmt: skip
+    trainer.beta, trainer.current_gradient_accumulation_steps = 0.04, 1  # the second: its loop's
+    prompt, answers = torch.randint(1, 13, (8, 5)), torch.randint(1, 13, (8, 6))
+    mask = torch.ones(8, 6, dtype=torch.long)
+    mask[0, 2:] = mask[5, 4:] = 0  # answers that stopped early
+    with torch.no_grad():
+        logp = answer_logprobs(model, torch.cat([prompt, answers], 1), 5, temperature=0.7)
+    old, ref = logp + 0.3 * torch.randn_like(logp), logp + 0.5 * torch.randn_like(logp)
+    advantages = grpo.group_advantages(torch.tensor([[1.0, 0, 0, 1], [0, 0, 1, 0]])).flatten()
+
+    theirs = trainer._compute_loss(model, {
+        "prompt_ids": prompt, "prompt_mask": torch.ones_like(prompt), "completion_ids": answers,
+        "completion_mask": mask, "advantages": advantages, "old_per_token_logps": old,
+        "ref_per_token_logps": ref})  # fmt: skip
+    theirs.backward()
+    their_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    ours, stats = grpo.grpo_loss(
+        answer_logprobs(model, torch.cat([prompt, answers], 1), 5, temperature=0.7), old, ref,
+        advantages, mask.bool(), clip=0.2, kl_coef=0.04)  # fmt: skip
+    ours.backward()
+    assert 0.1 < stats["clipped"] < 0.9  # both sides of the clip are exercised
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    for ours_grad, their_grad in zip([p.grad for p in model.parameters()], their_grads,
+                                     strict=True):  # fmt: skip
+        assert torch.allclose(ours_grad, their_grad, atol=1e-6)
