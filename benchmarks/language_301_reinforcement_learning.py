@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import argparse
 import copy
+import multiprocessing
 import os
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,8 @@ from deepscape.runs import RunStore
 
 LAB = "language/301/reinforcement-learning"
 SOLVED = 475.0
+ZOO_LR = 1e-3  # rl-baselines3-zoo's for CartPole-v1, decayed linearly to 0
+PEER = "stable-baselines3 ppo"
 HEADERS = ["algorithm", "final mean return, each seed (100 greedy episodes)", "seeds ≥ 475",
            "steps to solve, each seed (thousands)", "median steps to solve",
            "median seconds"]  # fmt: skip
@@ -57,8 +61,9 @@ class Greedy:
         return self.model.predict(observations, deterministic=greedy)[0]
 
 
-def stable_baselines3(seed: int, env_steps: int, eval_every: int) -> dict:
-    """SB3's PPO, zoo hyperparameters, evaluated as the lab evaluates its own policies."""
+def stable_baselines3(seed: int, env_steps: int, eval_every: int, lr: float = ZOO_LR) -> dict:
+    """SB3's PPO, the zoo's hyperparameters (but for `lr`, where given), evaluated as the lab
+    evaluates its own policies."""
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -94,14 +99,15 @@ def stable_baselines3(seed: int, env_steps: int, eval_every: int) -> dict:
     started = time.perf_counter()
     model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=8, seed=seed), n_steps=32,
                 batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
-                learning_rate=linear(1e-3), clip_range=linear(0.2), seed=seed, device="cpu",
+                learning_rate=linear(lr), clip_range=linear(0.2), seed=seed, device="cpu",
                 verbose=0)  # fmt: skip
     evaluate = Evaluate()
     model.learn(total_timesteps=env_steps, callback=evaluate)
     evaluate.score()  # and at the end, as the lab does
     final = statistics.fmean(rl.play(Greedy(model), "CartPole-v1", episodes=100, seed=2_000_000))
     reached = [steps for steps, score in evaluate.curve if score >= SOLVED]
-    return {"algorithm": "stable-baselines3 ppo", "seed": seed, "mean_return": final,
+    name = PEER if lr == ZOO_LR else f"stable-baselines3 ppo, lr {lr:g}"
+    return {"algorithm": name, "seed": seed, "mean_return": final,
             "solved": final >= SOLVED, "steps_to_solve": reached[0] if reached else None,
             "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
 
@@ -121,10 +127,9 @@ def report(results: list[dict], command: str, env_steps: int, wall: float) -> st
             f"{statistics.median(r['seconds'] for r in own):.1f}",
         ])  # fmt: skip
     ours = next(r for r in rows if r[0] == "ppo")
-    peer = next(r for r in rows if r[0] == "stable-baselines3 ppo")
+    peer = next(r for r in rows if r[0] == PEER)
     ours_steps = [r["steps_to_solve"] for r in results if r["algorithm"] == "ppo"]
-    peer_steps = [r["steps_to_solve"] for r in results
-                  if r["algorithm"] == "stable-baselines3 ppo"]  # fmt: skip
+    peer_steps = [r["steps_to_solve"] for r in results if r["algorithm"] == PEER]
 
     def median_or_budget(steps: list) -> float:  # a seed that never solved counts the budget
         return statistics.median(s if s is not None else env_steps for s in steps)
@@ -143,8 +148,13 @@ def report(results: list[dict], command: str, env_steps: int, wall: float) -> st
         f"{median_or_budget(peer_steps):,.0f} (target: ours ≤ theirs "
         f"{'✓' if median_or_budget(ours_steps) <= median_or_budget(peer_steps) else '✗'}).",
         f"- median wall time a training: ours {ours[5]} s, stable-baselines3 {peer[5]} s.",
-        "",
     ]
+    same_lr = [r for r in rows if r[0].startswith(f"{PEER}, lr")]
+    if same_lr:
+        lines.append(f"- {same_lr[0][0]}, the lab's learning rate: median steps to solve "
+                     f"{same_lr[0][4]}. The update is the same code's (a test checks it): what "
+                     "differs is the learning rate.")  # fmt: skip
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -263,6 +273,8 @@ def main() -> None:
                         help="which measurement")  # fmt: skip
     parser.add_argument("--no-write", action="store_true", help="print, leave the doc alone")
     parser.add_argument("--home", help="keep the runs in this folder (default: a scratch one)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="control: SB3's trainings run at once, after the lab's")  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="key=value options of the lab's run")
     args = parser.parse_args()
     home = Path(args.home or tempfile.mkdtemp())
@@ -293,11 +305,18 @@ def main() -> None:
     run = run_lab(LAB, items, store=RunStore(home), show_progress=False)
     config = run.config
     results = list(run.summary["results"])
-    for seed in range(config["seed"], config["seed"] + config["seeds"]):
-        results.append(stable_baselines3(seed, config["env_steps"], config["eval_every"]))
+    # the peer with the zoo's LR, and with the lab's, to tell the code from the hyperparameter
+    jobs = [(seed, config["env_steps"], config["eval_every"], lr)
+            for lr in dict.fromkeys([ZOO_LR, config["ppo_lr"]])
+            for seed in range(config["seed"], config["seed"] + config["seeds"])]  # fmt: skip
+    # spawned, not forked: each process starts its own PyTorch
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results += pool.map(stable_baselines3, *zip(*jobs, strict=True))
     body = report(results, f"deepscape run {LAB} {' '.join(items)}", config["env_steps"],
                   run.summary["wall_seconds"])  # fmt: skip
     # environment steps do not depend on the machine's load; seconds do (run it alone to time)
+    body += (f"- stable-baselines3's {len(jobs)} trainings ran {args.jobs} at a time (one "
+             "thread each), after the lab's run.\n")  # fmt: skip
     body += (f"- load average (1 min) before and after: {load_before:.1f}, "
              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.\n")  # fmt: skip
     if args.no_write:

@@ -82,8 +82,9 @@ class Config:
     envs: int = option(8, "environments played side by side (REINFORCE: episodes per update)")
     hidden: int = option(64, "width of the policy's and the critic's two hidden layers")
     gamma: float = option(0.98, "discount: a reward k steps ahead counts γᵏ")
-    lr: float = option(1e-3, "Adam's learning rate (PPO: decayed linearly to 0)")
+    lr: float = option(1e-3, "Adam's learning rate of REINFORCE, with and without a baseline")
     # PPO
+    ppo_lr: float = option(4e-3, "PPO: Adam's learning rate, decayed linearly to 0 (zoo: 1e-3)")
     rollout_steps: int = option(32, "PPO: steps of each environment per rollout")
     ppo_epochs: int = option(20, "PPO: passes over each rollout")
     minibatch: int = option(256, "PPO: steps per gradient step")
@@ -184,8 +185,8 @@ class Trainings:
             torch.manual_seed(self.seed)
             self.policy = rl.ActorCritic(observations=self.observations, actions=self.actions,
                                          hidden=self.config.hidden)  # fmt: skip
-            self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.lr,
-                                              eps=1e-5)  # fmt: skip
+            lr = self.config.ppo_lr if self.algorithm == "ppo" else self.config.lr
+            self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr, eps=1e-5)
 
     @property
     def algorithm(self) -> str:
@@ -251,7 +252,7 @@ def train(trainings: Trainings, loop: Loop, config: Config, solved_at: float | N
             # LR and clip decay linearly to 0 with the steps taken, this rollout's included
             left = 1 - (trainings.env_steps + rollout.actions.numel()) / config.env_steps
             for group in trainings.optimizer.param_groups:
-                group["lr"] = config.lr * left
+                group["lr"] = config.ppo_lr * left
             stats = rl.ppo_update(policy, trainings.optimizer, rollout, epochs=config.ppo_epochs,
                                   minibatch=config.minibatch, clip=config.clip * left,
                                   value_coef=config.value_coef,
