@@ -168,6 +168,7 @@ def trl_grpo(items: list[str], seed: int) -> dict:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
+    from transformers import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from deepscape.config import apply_overrides
@@ -217,6 +218,7 @@ def trl_grpo(items: list[str], seed: int) -> dict:
         trainer = GRPOTrainer(model=model, reward_funcs=right_sums, args=args,
                               train_dataset=prompts, processing_class=llm.tokenizer,
                               peft_config=peft)  # fmt: skip
+        trainer.remove_callback(PrinterCallback)  # its metrics each step, printed
         trainer.train()
     after = lora.heldout_accuracy(trainer.model, llm.tokenizer, sums.heldout)
     logged = [r for r in trainer.state.log_history if "reward" in r]
