@@ -1,18 +1,21 @@
 """Benchmark of language/301/reinforcement-learning; results go to docs/benchmarks.md.
 
     python benchmarks/language_301_reinforcement_learning.py control   # ours, stable-baselines3
+    python benchmarks/language_301_reinforcement_learning.py control seeds=20 eval_every=2500 \\
+        --jobs 2   # what docs/benchmarks.md gives
     python benchmarks/language_301_reinforcement_learning.py control seeds=2 --no-write
     python benchmarks/language_301_reinforcement_learning.py language-model   # GRPO, seeds 0-2
-    python benchmarks/language_301_reinforcement_learning.py language-model-lora   # SmolLM2, seed 0
+    python benchmarks/language_301_reinforcement_learning.py language-model-lora threads=2   # + trl
 
 control: the lab's three algorithms on CartPole-v1 (`deepscape run … seeds=5`), and
-stable-baselines3's PPO with the same hyperparameters (rl-baselines3-zoo's for CartPole-v1:
-8 environments × 32 steps, 20 epochs of minibatches of 256, γ 0.98, λ 0.8, LR 1e-3 and clip 0.2
-decayed linearly to 0, no entropy bonus) on the same budget of environment steps and the same
-seeds, scored by the same evaluator at the same points: the greedy policy over 10 episodes after
-the first update past every `eval_every` steps (5,000) and at the end, over 100 at the end.
-"Steps to solve": the environment steps at the first evaluation whose mean reached 475.
-Everything on one thread, one training at a time; run it alone (`flock -x`).
+stable-baselines3's PPO with rl-baselines3-zoo's hyperparameters for CartPole-v1 (8 environments
+× 32 steps, 20 epochs of minibatches of 256, γ 0.98, λ 0.8, LR 1e-3 and clip 0.2 decayed linearly
+to 0, no entropy bonus), then again at the lab's learning rate (its only difference from the zoo),
+on the same budget of environment steps and the same seeds, scored by the same evaluator at the
+same points: the greedy policy over 10 episodes after the first update past every `eval_every`
+steps (5,000) and at the end, over 100 at the end. "Steps to solve": the environment steps at the
+first evaluation whose mean reached 475. Everything on one thread; the lab's trainings one at a
+time, then stable-baselines3's `--jobs` at a time; run it alone (`flock -x`).
 
 language-model: `deepscape run … part=language-model` on seeds 0, 1 and 2 (the lab's defaults):
 held-out exact answers after SFT and after GRPO, the gain (target ≥ 20 points within 30 minutes
@@ -20,7 +23,8 @@ on 2 cores), and the time each took.
 
 language-model-lora: the second arm, GRPO on SmolLM2-135M-Instruct with LoRA on one-digit sums
 (`policy=smollm2-lora digits=1 heldout_problems=50 grpo_steps=60 prompts_per_step=2
-grpo_updates=1`): the instruct model's held-out accuracy before, after, and the time.
+grpo_updates=1`): the instruct model's held-out accuracy before, after, and the time; then trl's
+GRPOTrainer on the same model, adapters, prompts, reward and settings (`trl_grpo`), scored alike.
 """
 
 from __future__ import annotations
