@@ -1,7 +1,8 @@
 """language/301/reinforcement-learning, part 2 (GRPO): group-normalised advantages give no signal
 when a group's rewards are equal, the k3 KL is ≥ 0 and 0 at the reference, a reward function
 that raises scores 0 and is counted, and on one-digit sums GRPO raises the reward of a GPT that
-SFT left mostly wrong. Bad options are refused in one line."""
+SFT left mostly wrong. The objective and its gradients equal trl's GRPOTrainer's. Bad options
+are refused in one line."""
 
 from __future__ import annotations
 
@@ -138,7 +139,7 @@ def test_bad_options_are_refused_in_one_line(tmp_path, change, message):
 
 def test_the_objective_and_its_gradient_are_trls(tmp_path):
     """The written-out GRPO objective is trl's GRPOTrainer's (loss_type="grpo", the paper's): on
-    the same answers, with ratios to the old policy on both sides of the clip and a reference
+    the same answers, with ratios to the old policy inside and outside the clip and a reference
     apart from the policy, the loss and every gradient agree, at a temperature that is not 1."""
     trl = pytest.importorskip("trl")
     from datasets import Dataset
@@ -185,7 +186,7 @@ def test_the_objective_and_its_gradient_are_trls(tmp_path):
         answer_logprobs(model, torch.cat([prompt, answers], 1), 5, temperature=0.7), old, ref,
         advantages, mask.bool(), clip=0.2, kl_coef=0.04)  # fmt: skip
     ours.backward()
-    assert 0.1 < stats["clipped"] < 0.9  # both sides of the clip are exercised
+    assert 0.1 < stats["clipped"] < 0.9  # the clip acts on some tokens, not on all
     assert torch.allclose(ours, theirs, atol=1e-6)
     for ours_grad, their_grad in zip([p.grad for p in model.parameters()], their_grads,
                                      strict=True):  # fmt: skip
