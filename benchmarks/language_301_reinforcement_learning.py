@@ -166,7 +166,6 @@ def trl_grpo(items: list[str], seed: int) -> dict:
     """trl's GRPOTrainer as the LoRA arm's peer: the same model, adapters, prompts (each step's,
     drawn as the lab draws them), reward, group size, learning rate, warmup, KL weight and clip,
     scored by the lab's held-out evaluator."""
-    import random
     import warnings
 
     import torch
@@ -193,8 +192,7 @@ def trl_grpo(items: list[str], seed: int) -> dict:
     sums = lora.Sums(config.digits, config.heldout_problems, seed)
     before = lora.heldout_accuracy(model, llm.tokenizer, sums.heldout)
     problems = [problem for step in range(config.grpo_steps)
-                for problem in sums.draw(config.prompts_per_step,
-                                         random.Random(f"grpo {seed} {step}"))]  # fmt: skip
+                for problem in lora.step_draw(sums, config, step)[0]]  # fmt: skip
     prompts = Dataset.from_list([{"prompt": [{"role": "user", "content": p.prompt}],
                                   "a": p.a, "b": p.b} for p in problems])  # fmt: skip
 

@@ -98,6 +98,15 @@ class Sums:
         return drawn
 
 
+def step_draw(sums: Sums, options: Config, step: int) -> tuple[list[Sum], torch.Generator]:
+    """GRPO step `step`'s training sums and the generator its answers are sampled with, both
+    from the seed and the step alone: a resumed run draws the same (and so does trl's peer in
+    the benchmark)."""
+    rng = random.Random(f"grpo {options.seed} {step}")
+    generator = torch.Generator().manual_seed(rng.getrandbits(63))
+    return sums.draw(options.prompts_per_step, rng), generator
+
+
 class Adapter:
     """The LoRA adapters of a peft model as a checkpointable state (not the frozen base)."""
 
@@ -248,11 +257,9 @@ def language_model_lora(config: Config, run: Run, reward: Any = right_sum) -> di
         if loop.step == 0:
             evaluate(loop)  # the instruct model as it is: where RL starts
         while loop.step < steps:
-            rng = random.Random(f"grpo {config.seed} {loop.step}")  # a resumed run draws the same
-            generator = torch.Generator().manual_seed(rng.getrandbits(63))
-            groups, lengths, errors = sample_groups(model, tokenizer,
-                                                    sums.draw(config.prompts_per_step, rng),
-                                                    config, generator, reward)  # fmt: skip
+            problems, generator = step_draw(sums, config, loop.step)
+            groups, lengths, errors = sample_groups(model, tokenizer, problems, config, generator,
+                                                    reward)  # fmt: skip
             stats = lora_step(model, optimizer, groups, config)
             warmup.step()
             loop.check(stats["loss"])
