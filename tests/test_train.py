@@ -346,6 +346,23 @@ def test_onecycle_schedule_peaks_after_warmup():
     assert lrs[0] < 0.01 and lrs[-1] < 1e-4
 
 
+def test_triangle_schedule_is_airbenchs_straight_lines_with_constant_momentum():
+    lrs = _lrs("triangle", warmup=0.23)  # peak at step 23 of 100
+    assert lrs[0] == pytest.approx(0.02)  # 0.2 of the peak
+    assert lrs[23] == pytest.approx(0.1) and max(lrs) == pytest.approx(0.1)
+    assert lrs[99] == pytest.approx(0.1 * (1 - 0.93 * 76 / 77))  # on the way to 0.07 at step 100
+    rises, falls = itertools.pairwise(lrs[:24]), itertools.pairwise(lrs[23:])
+    assert all(b - a == pytest.approx(0.08 / 23) for a, b in rises)
+    assert all(a - b == pytest.approx(0.093 / 77) for a, b in falls)
+    config = TrainConfig(lr=0.1, optimizer="sgd", momentum=0.85, schedule="triangle")
+    optimizer = make_optimizer(_model(), config)
+    scheduler = make_schedule(optimizer, config, total_steps=10)
+    for _ in range(10):
+        optimizer.step()
+        scheduler.step()
+        assert optimizer.param_groups[0]["momentum"] == 0.85  # one-cycle's would cycle
+
+
 def test_device_cuda_without_a_gpu_is_refused(store):
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible here")

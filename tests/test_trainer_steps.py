@@ -228,3 +228,37 @@ def test_on_step_may_freeze_and_unfreeze_parameters_as_the_steps_go(tmp_path):
     assert seen == list(range(6))
     assert moved == [False, False, False, False, True, True]  # still at step 3, moved after it
     assert not torch.equal(first, start)
+
+
+class EpochAware(TensorSplit):
+    """A split that records the epoch it was told of when each batch was drawn."""
+
+    def __init__(self, split: TensorSplit):
+        super().__init__(split.inputs, split.targets)
+        self.epoch, self.drawn_in = -1, []
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitems__(self, indices):
+        self.drawn_in.append(self.epoch)
+        return super().__getitems__(indices)
+
+
+def test_a_split_with_set_epoch_is_told_each_epoch_before_it_is_drawn_from(tmp_path):
+    train = EpochAware(blobs())  # 8 batches an epoch
+    run = RunStore(tmp_path).create("run", {})
+    trainer = Trainer(dataclasses.replace(PLAIN, epochs=3), run, task=Classification(2))
+    trainer.fit(model(), train, blobs(32, seed=1))
+    assert train.drawn_in == [0] * 8 + [1] * 8 + [2] * 8
+
+    # a run resumed within epoch 2 draws its next batch in epoch 2, not in Accelerate's first
+    train.drawn_in.clear()
+    loader = trainer.accelerator.prepare_data_loader(trainer.loader(train, shuffle=True))
+
+    class ResumedLoop:
+        def restore_random_state(self) -> None:
+            pass
+
+    next(trainer.batches(loader, 2 * len(loader) + 3, ResumedLoop()))
+    assert train.drawn_in[-1] == 2

@@ -49,8 +49,10 @@ class TrainConfig:
         (0.9, 0.999), "AdamW's decay rates of its gradient and squared-gradient averages"
     )
     weight_decay: float = option(0.0, "decoupled weight decay")
-    schedule: Literal["constant", "cosine", "onecycle"] = option(
-        "onecycle", "learning-rate schedule over the whole run"
+    schedule: Literal["constant", "cosine", "onecycle", "triangle"] = option(
+        "onecycle",
+        "learning-rate schedule over the whole run (triangle: 0.2× up to the peak at `warmup`, "
+        "down to 0.07×, momentum constant; airbench's)",
     )
     warmup: float = option(0.1, "fraction of steps spent warming the LR up from ~0")
     label_smoothing: float = option(0.0, "cross-entropy label smoothing")

@@ -7,6 +7,8 @@ weights some recipes pull the fast ones back to.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -81,12 +83,24 @@ def base_lr(optimizer: torch.optim.Optimizer) -> float:
     return group["lr"] / group.get("lr_scale", 1.0)
 
 
+def triangle(step: int, *, peak: int, total: int, start: float = 0.2, end: float = 0.07) -> float:
+    """The LR factor of airbench's schedule (Jordan 2024) at `step`: straight up from `start` to
+    1 at step `peak`, then straight down to `end` at step `total`. Momentum stays constant, unlike
+    one-cycle's; the LR starts and ends well above zero, where few and large steps still count."""
+    if step < peak:
+        return start + (1 - start) * step / peak
+    return 1 - (1 - end) * (step - peak) / max(1, total - peak)
+
+
 def make_schedule(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, *, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """Linear warm-up over `warmup` of the steps, then constant, cosine decay, or one-cycle."""
+    """Linear warm-up over `warmup` of the steps, then constant, cosine decay, or one-cycle; or
+    a triangle."""
     sched = torch.optim.lr_scheduler
     warm = max(1, round(cfg.warmup * total_steps)) if cfg.warmup > 0 else 0
+    if cfg.schedule == "triangle":
+        return sched.LambdaLR(optimizer, functools.partial(triangle, peak=warm, total=total_steps))
     if cfg.schedule == "onecycle":
         return sched.OneCycleLR(
             optimizer,

@@ -216,10 +216,17 @@ class Trainer:
     def batches(self, loader: DataLoader, skip: int, loop: Loop) -> Iterator[Any]:
         """The loader's batches, epoch after epoch, each epoch re-seeded from (seed, epoch). A
         resumed run skips the `skip` batches it has already trained on and takes back the random
-        state of its checkpoint, so it draws what the uninterrupted run would have drawn."""
+        state of its checkpoint, so it draws what the uninterrupted run would have drawn. A split
+        with `set_epoch` (`AlternatingFlips`) is told each epoch before it is drawn from."""
         first, into = divmod(skip, len(loader))
         for epoch in itertools.count(first):
             set_seed(self.config.seed * 10_000 + epoch)
+            # a split that changes by epoch (AlternatingFlips) is told which one; Accelerate's
+            # loader passes it on, and left alone would count from 0 again in a resumed run
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(epoch)
+            elif hasattr(loader.dataset, "set_epoch"):
+                loader.dataset.set_epoch(epoch)
             epoch_batches = iter(loader)
             if epoch == first and into:  # a checkpoint taken within an epoch
                 for _ in itertools.islice(epoch_batches, into):

@@ -4,15 +4,19 @@ torchvision's v2 transforms draw one set of parameters per call, which on a batc
 whole batch moves together. `RandomAffine` gives each digit its own shift, rotation and scale in
 one `grid_sample` call; `RandomCropFlip` crops and mirrors each photo in one gather; `PerImage`
 runs a v2 transform (erasing) image by image; `PairedFlips` moves a mask with its image.
+`AlternatingFlips` is a split, not a transform: it mirrors each image every other epoch.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
+
+from deepscape.data import TensorSplit
 
 
 class RandomAffine:
@@ -58,11 +62,12 @@ class PerImage:
 
 class RandomCropFlip:
     """An image-sized random crop of each image padded by `padding` (reflected) — a shift of up
-    to `padding` pixels each way — and a left-right flip half the time, each image drawn on its
-    own. One gather for the whole batch: ~20× faster than torchvision's RandomCrop per image."""
+    to `padding` pixels each way — and a left-right flip half the time (unless `mirror=False`),
+    each image drawn on its own. One gather for the whole batch: ~20× faster than torchvision's
+    RandomCrop per image."""
 
-    def __init__(self, *, padding: int = 4):
-        self.padding = padding
+    def __init__(self, *, padding: int = 4, mirror: bool = True):
+        self.padding, self.mirror = padding, mirror
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:  # "b c h w -> b c h w"
         b, c, h, w = images.shape
@@ -71,8 +76,9 @@ class RandomCropFlip:
         top, left = torch.randint(0, 2 * pad + 1, (2, b, 1), device=device)
         rows = top + torch.arange(h, device=device)  # "b h": the rows each crop reads
         cols = left + torch.arange(w, device=device)  # "b w"
-        mirrored = torch.rand(b, 1, device=device) < 0.5
-        cols = torch.where(mirrored, cols.flip(1), cols)  # a mirror image reads right to left
+        if self.mirror:
+            mirrored = torch.rand(b, 1, device=device) < 0.5
+            cols = torch.where(mirrored, cols.flip(1), cols)  # a mirror image reads right to left
         batch, channel = torch.arange(b, device=device), torch.arange(c, device=device)
         return padded[
             batch[:, None, None, None],
@@ -80,6 +86,29 @@ class RandomCropFlip:
             rows[:, None, :, None],
             cols[:, None, None, :],
         ]
+
+
+class AlternatingFlips(TensorSplit):
+    """A split of images each shown mirrored every other epoch (Jordan 2024): a random half
+    starts mirrored, and every epoch shows each image the other way round from the epoch before.
+    Flipping at random shows an image the same way two epochs running half the time; alternating
+    never does, so each image's two views are seen equally often, and a few epochs see more
+    variety. The Trainer tells the split each epoch (`set_epoch`) before drawing from it; its
+    augmentation must then crop without mirroring (`RandomCropFlip(mirror=False)`)."""
+
+    def __init__(self, split: TensorSplit, *, seed: int = 0):
+        super().__init__(split.inputs, split.targets)
+        generator = torch.Generator().manual_seed(seed)
+        self.mirrored_first = torch.rand(len(split), generator=generator) < 0.5
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, targets = super().__getitems__(indices)
+        mirrored = self.mirrored_first[torch.as_tensor(indices)] ^ (self.epoch % 2 == 1)
+        return torch.where(mirrored[:, None, None, None], images.flip(3), images), targets
 
 
 class PairedFlips:
@@ -135,17 +164,20 @@ class PairedCrop:
 AUGMENTATIONS = ("none", "crop-flip", "strong")
 
 
-def photo_augmentation(kind: str, *, padding: int = 4) -> RandomCropFlip | v2.Compose | None:
+def photo_augmentation(
+    kind: str, *, padding: int = 4, mirror: bool = True
+) -> RandomCropFlip | v2.Compose | None:
     """The standard augmentations for small photos, weakest to strongest:
     crop-flip: a random crop of the image padded by `padding` (reflected), and a left-right flip
         half the time — a shifted or mirrored object is the same object;
     strong: crop-flip, then Random Erasing (Cutout) of up to a fifth of the image half the time,
-        so that no single part of an object can carry the decision."""
+        so that no single part of an object can carry the decision.
+    `mirror=False` leaves the flips out (to a split that alternates them, `AlternatingFlips`)."""
     if kind not in AUGMENTATIONS:
         raise ValueError(f"augmentation {kind!r} is not one of {', '.join(AUGMENTATIONS)}")
     if kind == "none":
         return None
-    crop_flip = RandomCropFlip(padding=padding)
+    crop_flip = RandomCropFlip(padding=padding, mirror=mirror)
     if kind == "crop-flip":
         return crop_flip
     return v2.Compose([crop_flip, PerImage(v2.RandomErasing(p=0.5, scale=(0.02, 0.2), value=0))])
