@@ -15,8 +15,8 @@ from PIL import Image
 from torch import nn
 
 from deepscape.config import ConfigError, TrainConfig
-from deepscape.data import DataUnavailable, get_dataset
-from deepscape.data.augment import photo_augmentation
+from deepscape.data import DataUnavailable, Splits, TensorSplit, get_dataset
+from deepscape.data.augment import AlternatingFlips, photo_augmentation
 from deepscape.data.objects import CIFAR10_CLASSES, FASHION_CLASSES, FASHION_DEBIAN_DIR
 from deepscape.lab import run_lab
 from deepscape.labs.vision import l101_objects10
@@ -130,6 +130,36 @@ def test_photo_augmentation_draws_afresh_for_every_image():
     strong = photo_augmentation("strong")(batch)
     assert ((strong == 0).flatten(1).sum(1) > 30).any()  # some images had a patch erased
     assert photo_augmentation("none") is None
+
+
+def test_alternating_flips_show_each_image_the_other_way_every_epoch():
+    images, targets = torch.rand(64, 3, 8, 8), torch.arange(64)
+    split = AlternatingFlips(TensorSplit(images, targets))
+    first, labels = split.__getitems__(range(64))
+    assert torch.equal(labels, targets)
+    mirrored = (first == images.flip(3)).flatten(1).all(1)
+    assert torch.equal(mirrored, ~(first == images).flatten(1).all(1))  # each: as is, or mirrored
+    assert 20 < int(mirrored.sum()) < 44  # a random half starts mirrored
+    split.set_epoch(1)
+    assert torch.equal(split.__getitems__(range(64))[0], first.flip(3))  # every one turned over
+    split.set_epoch(2)
+    assert torch.equal(split.__getitems__([5, 3])[0], first[[5, 3]])  # and back
+    # the augmentation beside it crops without mirroring
+    assert torch.equal(photo_augmentation("crop-flip", padding=0, mirror=False)(images), images)
+
+
+def test_training_photos_add_the_validation_split_and_alternate_flips():
+    def split(n: int, label: int) -> TensorSplit:
+        return TensorSplit(torch.rand(n, 3, 4, 4), torch.full((n,), label))
+
+    data = Splits("photos", split(30, 0), split(10, 1), split(5, 1), ["a", "b"], "image", "made")
+    train = l101_objects10.training_photos(data, alternate_flips=False, train_on_validation=False)
+    assert train is data.train
+    train = l101_objects10.training_photos(data, alternate_flips=True, train_on_validation=True)
+    assert isinstance(train, AlternatingFlips) and len(train) == 40
+    assert torch.equal(train.inputs[30:], data.validation.inputs)
+    assert int(train.targets.sum()) == 10
+    assert data.with_validation_in_training().sizes == {"train": 40, "validation": 10, "test": 5}
 
 
 # -- the model -------------------------------------------------------------------------------------
@@ -276,3 +306,19 @@ def test_a_short_run_learns_fashion_mnist(store):
     assert summary["target"]["dataset"] == "fashion-mnist"
     assert summary["target"]["value"] == 0.93 and summary["target"]["reached"] is False
     assert run.weights_path.is_file()
+
+
+@needs_fashion
+def test_a_short_run_learns_with_the_speed_runs_flips_and_schedule(store):
+    run = run_lab(
+        OBJECTS10,
+        ["train_fraction=0.05", "epochs=3", "width=16", "lr=0.05", "figures=false",
+         "alternate_flips=true", "schedule=triangle", "momentum=0.85"],
+        store=store,
+        show_progress=False,
+    )  # fmt: skip
+    assert run.summary["trained_on"] == 2750
+    assert run.summary["metrics"]["test_accuracy"] >= 0.70  # chance is 10 %
+    lrs = [step["lr"] for step in run.history("step")]  # each step's, after it: 1 … 33 of 33
+    assert lrs[0] < 0.02 and max(lrs) == pytest.approx(0.05)  # up from 0.2 of the peak
+    assert lrs[-1] == pytest.approx(0.05 * 0.07)  # and down to 0.07 of it, not to 0

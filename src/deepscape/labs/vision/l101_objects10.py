@@ -36,8 +36,8 @@ from typing import Literal
 from torch import nn
 
 from deepscape.config import ConfigError, TrainConfig, option
-from deepscape.data import Splits, get_dataset
-from deepscape.data.augment import photo_augmentation
+from deepscape.data import Splits, TensorSplit, get_dataset
+from deepscape.data.augment import AlternatingFlips, photo_augmentation
 from deepscape.labs.vision import l101_digits
 from deepscape.models.vision import build_model
 from deepscape.runs import Run
@@ -55,6 +55,12 @@ class Config(TrainConfig):
         "crop-flip", "none; random crops and mirror images; strong = crop-flip + random erasing"
     )
     crop_padding: int = option(4, "pixels a random crop may shift a photo each way")
+    alternate_flips: bool = option(
+        False, "mirror each photo every other epoch instead of at random (the fast recipe)"
+    )
+    train_on_validation: bool = option(
+        False, "train on the validation photos too: a chosen recipe's final run (50,000 CIFAR-10)"
+    )
     # model: the levers
     model: Literal["cnn", "resnet", "fast"] = option(
         "resnet", "cnn: the digits CNN; resnet: with levers; fast: the CIFAR-10 speed-run CNN"
@@ -118,12 +124,29 @@ def norm_shifts(model: nn.Module) -> list[str]:
 
 
 def photo_task(
-    classes: int, *, augment: str, padding: int, label_smoothing: float
+    classes: int,
+    *,
+    augment: str,
+    padding: int,
+    label_smoothing: float,
+    alternate_flips: bool = False,
 ) -> Classification:
     """Classification of photos, with the training augmentation `augment` (photo_augmentation's
-    kinds) drawn afresh for every image and epoch: this lab's task, and the labs' built on it."""
-    crops = photo_augmentation(augment, padding=padding)
+    kinds) drawn afresh for every image and epoch: this lab's task, and the labs' built on it.
+    With `alternate_flips` it crops without mirroring: the split mirrors (`training_photos`)."""
+    crops = photo_augmentation(augment, padding=padding, mirror=not alternate_flips)
     return Classification(classes, label_smoothing=label_smoothing, augment=inputs_only(crops))
+
+
+def training_photos(
+    data: Splits, *, alternate_flips: bool, train_on_validation: bool
+) -> TensorSplit:
+    """The split a run trains on: the training photos, with the validation photos when
+    `train_on_validation`, each mirrored every other epoch when `alternate_flips` (Jordan 2024:
+    every photo seen both ways equally often, where random flips repeat a view half the time)."""
+    if train_on_validation:
+        data = data.with_validation_in_training()
+    return AlternatingFlips(data.train) if alternate_flips else data.train
 
 
 def lr_scales_for(config: Config, model: nn.Module) -> dict[str, float]:
@@ -143,10 +166,13 @@ def run(config: Config, run: Run) -> dict[str, float]:
 
     # 3. Training, with random crops and mirror images drawn afresh for every image and epoch.
     task = photo_task(len(data.classes), augment=config.augment, padding=config.crop_padding,
-                      label_smoothing=config.label_smoothing)  # fmt: skip
+                      label_smoothing=config.label_smoothing,
+                      alternate_flips=config.alternate_flips)  # fmt: skip
+    train = training_photos(data, alternate_flips=config.alternate_flips,
+                            train_on_validation=config.train_on_validation)  # fmt: skip
     trainer = Trainer(config, run, task=task)
-    run.update_summary(precision=trainer.precision)
-    model = trainer.fit(model, data.train, data.validation, lr_scales=lr_scales_for(config, model))
+    run.update_summary(precision=trainer.precision, trained_on=len(train))
+    model = trainer.fit(model, train, data.validation, lr_scales=lr_scales_for(config, model))
 
     # 4. The test split, touched once, at the end.
     test = classify(trainer, model, data.test)

@@ -104,6 +104,10 @@ class Config(TrainConfig):
         "crop-flip", "none; random crops and mirror images; strong = crop-flip + random erasing"
     )
     crop_padding: int = option(2, "pixels a random crop may shift an image each way")
+    alternate_flips: bool = option(False, "mirror each image every other epoch, not at random")
+    train_on_validation: bool = option(
+        False, "train on the validation images too: a chosen recipe's final run"
+    )
     # the rungs' sizes
     depth: int = option(20, "resnet / plain: weighted layers, 6n+2 (20, 32, 44, 56, 110)")
     width: int = option(16, "resnet / plain: channels of the first stage (then 2×, 4×)")
@@ -301,13 +305,18 @@ def one_rung(config: Config, run: Run) -> dict[str, float]:
 
     task = l101_objects10.photo_task(len(data.classes), augment=config.augment,
                                      padding=config.crop_padding,
-                                     label_smoothing=config.label_smoothing)  # fmt: skip
+                                     label_smoothing=config.label_smoothing,
+                                     alternate_flips=config.alternate_flips)  # fmt: skip
+    train = l101_objects10.training_photos(
+        data, alternate_flips=config.alternate_flips, train_on_validation=config.train_on_validation
+    )
     trainer = Trainer(config, run, task=task)
-    run.update_summary(precision=trainer.precision, recipe=RECIPES[config.arch])
+    run.update_summary(precision=trainer.precision, recipe=RECIPES[config.arch],
+                       trained_on=len(train))  # fmt: skip
     # the norms' shifts learn 64× faster in the vgg rung's recipe (objects10's speed run)
     faster = 64.0 if config.arch == "vgg" else 1.0
     scales = {name: faster for name in l101_objects10.norm_shifts(model)}
-    model = trainer.fit(model, data.train, data.validation, lr_scales=scales)
+    model = trainer.fit(model, train, data.validation, lr_scales=scales)
     test = classify(trainer, model, data.test)
     if config.figures:
         figures.training_curves(run, title=f"{config.arch} on {data.name}")
