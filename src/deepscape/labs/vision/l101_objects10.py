@@ -172,7 +172,8 @@ def run(config: Config, run: Run) -> dict[str, float]:
     # 2. The model: the digits CNN, or the same idea with the levers of a modern CNN.
     model = model_for(config, data)
 
-    # 3. Training, with random crops and mirror images drawn afresh for every image and epoch.
+    # 3. Training, with random crops drawn afresh for every image and epoch, and mirror images at
+    #    random or, with alternate_flips, every other epoch.
     task = photo_task(len(data.classes), augment=config.augment, padding=config.crop_padding,
                       label_smoothing=config.label_smoothing,
                       alternate_flips=config.alternate_flips)  # fmt: skip
