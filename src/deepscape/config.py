@@ -87,6 +87,11 @@ class TrainConfig:
     checkpoint_every: float = option(
         10.0, "seconds between checkpoints, taken after evaluations (0: at every evaluation)"
     )
+    shard: bool = option(
+        False,
+        "under a launcher, split weights, gradients and optimizer state across the N processes "
+        "(FSDP, ZeRO stage 3): each holds 1/N of them",
+    )
 
 
 def describe(config_type: type) -> list[dict[str, Any]]:

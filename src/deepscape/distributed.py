@@ -16,6 +16,7 @@ needed: the CLI asks `is_main` before it prints, and must answer at once.)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from deepscape.config import ConfigError
+from deepscape.config import ConfigError, TrainConfig
 from deepscape.runs import Run
 
 if TYPE_CHECKING:
@@ -59,6 +60,30 @@ def cpu_threads(requested: int = 0) -> int:
     it: more threads than cores spin-wait on each other (two digits processes of two threads
     each on 2 cores: 19 s, not 1.7 s)."""
     return requested or max(1, (os.cpu_count() or 1) // local_processes())
+
+
+def data_parallel(config: TrainConfig, run: Run, processes: int) -> TrainConfig:
+    """The config each of `processes` processes trains with.
+
+    batch_size is per process: under N processes a step learns from N × batch_size examples
+    (the global batch), and the LR is N × lr — the linear scaling rule (Goyal et al. 2017): N
+    times the examples per step, N times the step, so an epoch of N times fewer steps moves the
+    weights about as far. N is the process count the run started with (its summary keeps it),
+    so a resume on M processes splits the same global batch M ways and takes the same steps,
+    with the same schedule and LR, as the run it continues."""
+    started_with = int(run.summary.get("processes", processes))
+    if started_with == 1 and processes == 1:
+        return config
+    global_batch = config.batch_size * started_with
+    if global_batch % processes:
+        raise ConfigError(
+            f"run {run.id} learns from {global_batch} examples a step, which {processes} "
+            f"processes cannot share: launch it on a number of processes that divides "
+            f"{global_batch}"
+        )
+    return dataclasses.replace(
+        config, batch_size=global_batch // processes, lr=config.lr * started_with
+    )
 
 
 def start(cpu: bool) -> None:

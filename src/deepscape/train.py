@@ -7,7 +7,8 @@
 
 A `Task` (deepscape.tasks) says what a batch is and what is learned, so the same loop trains a
 classifier, a language model or a denoiser. Accelerate places model and batches on the device
-(CPU, one GPU or several) and handles precision; evaluation streams the task's metrics (never the
+(CPU, one GPU or several: data-parallel, or sharded with `shard=true` through
+`deepscape.sharding`) and handles precision; evaluation streams the task's metrics (never the
 outputs of a whole split); the run store receives every number. Per step it records the train
 loss and the learning rate; every `diagnostics_every` steps (and every step when it clips) the
 global gradient norm; and every `diagnostics_every` steps, for every weight matrix, the ratio of
@@ -23,7 +24,6 @@ divergence check, the progress bar — for labs that write their own loop too.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import itertools
 from collections.abc import Callable, Iterator
@@ -33,12 +33,13 @@ import accelerate.optimizer
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from safetensors.torch import save_model
 from torch import nn
+from torch.distributed.tensor import DTensor
 from torch.utils.data import DataLoader, Dataset
 
-from deepscape import distributed, metrics
+from deepscape import distributed, metrics, sharding
 from deepscape.config import ConfigError, TrainConfig
 from deepscape.data import LengthGroupedBatches, whole_batch
 from deepscape.devices import device_and_precision
@@ -77,7 +78,17 @@ class Trainer:
         self.accelerator = Accelerator(
             cpu=device.type == "cpu", mixed_precision=PRECISION[self.precision]
         )
-        self.config = data_parallel(config, run, self.accelerator.num_processes)
+        if self.accelerator.distributed_type == DistributedType.FSDP:
+            raise ConfigError(
+                "Accelerate's FSDP (distributed_type: FSDP) is not how the trainer shards: launch "
+                "with docs/accelerate/gpu-1machine.yaml and give shard=true"
+            )
+        if config.shard and config.lookahead:
+            raise ConfigError(
+                "lookahead keeps a whole copy of the weights, which shard=true splits: "
+                "give one of them"
+            )
+        self.config = distributed.data_parallel(config, run, self.accelerator.num_processes)
         # made once (and their library imported here, not on the training clock), reset for
         # every evaluation
         self.metrics = {"loss": metrics.get("loss").make(), **task.metrics()}
@@ -118,18 +129,31 @@ class Trainer:
             )
         eval_every = cfg.eval_every or steps_per_epoch
         by_epoch = not cfg.max_steps and not cfg.eval_every
-        if cfg.channels_last:
+        # shard=true under a launcher: FSDP instead of DistributedDataParallel (deepscape.sharding)
+        sharded = cfg.shard and acc.num_processes > 1
+        if cfg.channels_last and not sharded:  # FSDP shards contiguous weights only
             model = model.to(memory_format=torch.channels_last)
+        if sharded:
+            blank = sharding.blank_copy(model)
+            model = sharding.shard(model, acc.device)
         optimizer = make_optimizer(model, cfg, lr_scales)
         # The schedule is counted in our steps, which already know the process count; so it is
         # not handed to Accelerate, whose wrapper would advance it N times a step.
         scheduler = make_schedule(optimizer, cfg, total_steps=total_steps)
-        model, optimizer = acc.prepare(model, optimizer)
+        if sharded:
+            optimizer = acc.prepare(optimizer)
+        else:
+            model, optimizer = acc.prepare(model, optimizer)
         validation_loader = self.loader(validation, shuffle=False, collate=collate)
         watched = UpdateWatcher(acc.unwrap_model(model))  # names without DDP's `module.`
         # the slow weights are part of the training state: checkpoints carry them
         lookahead = Lookahead(model, total_steps=total_steps) if cfg.lookahead else None
         saved = {"model": acc.unwrap_model(model), "optimizer": optimizer, "scheduler": scheduler}
+        if cfg.shard:  # whole tensors by name: a sharded run resumes on any number of processes
+            saved["model"] = sharding.WholeModelState(saved["model"])
+            saved["optimizer"] = sharding.WholeOptimizerState(
+                saved["model"].model, optimizer.optimizer
+            )
         if lookahead is not None:
             saved["lookahead"] = lookahead
         loop = Loop(
@@ -161,7 +185,8 @@ class Trainer:
                         batch = task.augment(batch)
                     batch = self.place(batch)
                     # across processes, gradients are averaged once a step, after the last one
-                    last = micro == cfg.grad_accum - 1
+                    # (sharded, after each: a shard cannot hold a whole gradient to add to)
+                    last = micro == cfg.grad_accum - 1 or sharded
                     with contextlib.nullcontext() if last else acc.no_sync(model):
                         with self.autocast():
                             loss, outputs = task.loss(model, batch)
@@ -209,7 +234,10 @@ class Trainer:
                 sums, examples, loss_sum, losses = {}, 0, 0.0, 0
                 model.train()
 
-        model = acc.unwrap_model(model)
+        if acc.num_processes > 1:  # what each process held: 1/N of it, sharded
+            state = sharding.state_bytes(acc.unwrap_model(model), optimizer.optimizer)
+            self.run.update_summary(state_bytes_per_process=state)
+        model = sharding.whole(model, blank) if sharded else acc.unwrap_model(model)
         save_model(model, str(self.run.weights_path))
         return model
 
@@ -293,8 +321,10 @@ class Trainer:
         if self.accelerator.scaler is not None:
             self.accelerator.unscale_gradients()
         if clip:
-            return torch.nn.utils.clip_grad_norm_(parameters, self.config.grad_clip)
-        return torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
+            norm = torch.nn.utils.clip_grad_norm_(parameters, self.config.grad_clip)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
+        return norm.full_tensor() if isinstance(norm, DTensor) else norm  # sharded: its shards'
 
     @torch.inference_mode()
     def evaluate(
@@ -352,37 +382,15 @@ class Trainer:
         )
 
 
-def data_parallel(config: TrainConfig, run: Run, processes: int) -> TrainConfig:
-    """The config each of `processes` processes trains with.
-
-    batch_size is per process: under N processes a step learns from N × batch_size examples
-    (the global batch), and the LR is N × lr — the linear scaling rule (Goyal et al. 2017): N
-    times the examples per step, N times the step, so an epoch of N times fewer steps moves the
-    weights about as far. N is the process count the run started with (its summary keeps it),
-    so a resume on M processes splits the same global batch M ways and takes the same steps,
-    with the same schedule and LR, as the run it continues."""
-    started_with = int(run.summary.get("processes", processes))
-    if started_with == 1 and processes == 1:
-        return config
-    global_batch = config.batch_size * started_with
-    if global_batch % processes:
-        raise ConfigError(
-            f"run {run.id} learns from {global_batch} examples a step, which {processes} "
-            f"processes cannot share: launch it on a number of processes that divides "
-            f"{global_batch}"
-        )
-    return dataclasses.replace(
-        config, batch_size=global_batch // processes, lr=config.lr * started_with
-    )
-
-
 class UpdateWatcher:
     """‖ΔW‖ / ‖W‖ of one optimizer step for every weight matrix: how fast each layer moves."""
 
     def __init__(self, model: nn.Module):
         named = [(n, p) for n, p in model.named_parameters() if p.ndim >= 2 and p.requires_grad]
         self.names = [n for n, _ in named]
-        self.weights = [p.detach() for _, p in named]
+        # sharded, each process watches its shard, and the norms are summed over processes
+        self.sharded = any(isinstance(p, DTensor) for _, p in named)
+        self.weights = [sharding.local(p.detach()) for _, p in named]
         self.before = [w.clone() for w in self.weights]
 
     @torch.no_grad()
@@ -392,7 +400,11 @@ class UpdateWatcher:
     @torch.no_grad()
     def ratios(self) -> dict[str, float]:
         # foreach: a handful of fused kernels instead of 3 small ops per layer
-        deltas = torch._foreach_norm(torch._foreach_sub(self.weights, self.before))
-        sizes = torch._foreach_norm(self.before)
-        values = (torch.stack(deltas) / (torch.stack(sizes) + 1e-12)).tolist()
+        deltas = torch.stack(torch._foreach_norm(torch._foreach_sub(self.weights, self.before)))
+        sizes = torch.stack(torch._foreach_norm(self.before))
+        if self.sharded:
+            squares = torch.stack([deltas, sizes]).square()
+            torch.distributed.all_reduce(squares)
+            deltas, sizes = squares.sqrt()
+        values = (deltas / (sizes + 1e-12)).tolist()
         return dict(zip(self.names, values, strict=True))

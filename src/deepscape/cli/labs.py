@@ -106,10 +106,11 @@ def _progress_text(progress: landscape.LabProgress, lab: landscape.Lab) -> str:
 
 
 # -- one lab's card -------------------------------------------------------------------------------
-# what batch_size and lr mean under a launcher: deepscape.train.data_parallel applies it
+# what batch_size and lr mean under a launcher: deepscape.distributed.data_parallel applies it
 DATA_PARALLEL = (
     "batch_size is per process, so a step learns from N × batch_size examples, and lr is "
     "multiplied by N (the linear scaling rule); a resume keeps the N the run started with. "
+    "shard=true splits weights, gradients and optimizer state across the N (FSDP). "
     "See docs/distributed.md."
 )
 # labs whose training is deepscape.tuning.train (they say GLOBAL_BATCH = True)
