@@ -3,6 +3,7 @@
     python benchmarks/distributed_cpu.py                 # writes its section of docs/benchmarks.md
     python benchmarks/distributed_cpu.py --no-write --repeats 1
     python benchmarks/distributed_cpu.py --part lora     # a lab's own loop: LoRA on SmolLM2
+    python benchmarks/distributed_cpu.py --part shard    # FSDP (shard=true) against plain DDP
 
 Two processes of one thread each (what the trainer gives each of 2 launched processes on 2
 cores) take 32 examples each a step at 2 × lr; one process takes 64 at 2 × lr, with one thread
@@ -17,6 +18,12 @@ where the all-reduce of 66 k gradients weighs most) and a 4× wider one (16× th
 where batch_size is the global batch), 1 process against 2, the same 8 SST-2 sentences a step:
 training tokens per second of the whole job, and how far apart the two sides' step losses are
 (the same steps, so only float rounding).
+
+`--part shard`: language/201/transformers' GPT at its default size on 2 processes, plain
+data-parallel (every process holds the whole training state) against `shard=true` (FSDP: each
+holds half): the training state each process held, measured, beside 16 bytes a parameter (fp32
+weights and gradients, AdamW's two moments) divided by the processes; tokens per second; and how
+far apart the two sides' step losses are (the same steps, so only float rounding).
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ LAB = "vision/101/digits"
 SENTCLF = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentclf"
 LORA = ["dataset=sst2", f"data_dir={SENTCLF}", "methods=lora", "max_steps=24", "batch_size=8",
         "max_test=8", "forgetting_tokens=0", "figures=false"]  # fmt: skip
+# the GPT at the lab's default size, a short run: 2 processes × 16 windows of 128 tokens a step
+GPT = ["max_steps=100", "eval_every=50", "eval_batches=4", "batch_size=16", "precision=fp32",
+       "sample_tokens=20"]  # fmt: skip
 WORKLOADS = {"digits CNN (width 32, 66 k params)": [], "wide CNN (width 128)": ["width=128"]}
 
 
@@ -105,21 +115,85 @@ def lora(torchrun: list[str], repeats: int) -> str:
     return f"{table(headers, rows)}\n\n{note}"
 
 
+def shard(torchrun: list[str], repeats: int) -> str:
+    """The transformers lab's GPT on 2 processes: data-parallel against sharded."""
+    sides = {
+        "2 processes, data-parallel (DDP)": ["shard=false"],
+        "2 processes, sharded (shard=true)": ["shard=true"],
+    }
+    found: dict[str, list[dict]] = {label: [] for label in sides}
+    home = Path(tempfile.mkdtemp(prefix="deepscape-bench-"))
+    try:
+        for _ in range(repeats):  # interleaved, so a slow moment hits every side
+            for label, extra in sides.items():
+                folder, wall = launched(torchrun, "language/201/transformers", [*GPT, *extra], home)
+                summary = json.loads((folder / "summary.json").read_text())
+                history = (folder / "history.jsonl").read_text().splitlines()
+                losses = [r["loss"] for r in map(json.loads, history) if r["kind"] == "step"]
+                found[label].append({**summary, "losses": losses, "wall": wall})
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    reference = found["2 processes, data-parallel (DDP)"]
+    parameters = reference[0]["metrics"]["parameters"]
+    base = median(
+        [r["metrics"]["tokens_trained"] / r["metrics"]["train_seconds"] for r in reference]
+    )
+    rows = []
+    for label, results in found.items():
+        held = results[0]["state_bytes_per_process"]
+        speed = median(
+            [r["metrics"]["tokens_trained"] / r["metrics"]["train_seconds"] for r in results]
+        )
+        apart = max(
+            abs(a - b) for a, b in zip(results[0]["losses"], reference[0]["losses"], strict=True)
+        )
+        mib = [held[k] / 2**20 for k in ("weights", "gradients", "optimizer")]
+        rows.append(
+            [
+                label,
+                *(f"{m:.2f}" for m in mib),
+                f"**{sum(mib):.2f}**",
+                f"{speed:,.0f}",
+                f"{speed / base:.2f}×",
+                f"{median([r['metrics']['val_loss'] for r in results]):.4f}",
+                f"{apart:.1e}",
+            ]
+        )
+    headers = ["side", "weights MiB / process", "gradients", "AdamW moments", "training state",
+               "train tokens/s (median)", "vs DDP", "val loss (median)",
+               "largest step-loss difference from DDP"]  # fmt: skip
+    note = (
+        f"`torchrun --nproc_per_node 2 $(which deepscape) run language/201/transformers "
+        f"{' '.join(GPT)} shard=…`, {'once' if repeats == 1 else f'{repeats} times'} on each "
+        f"side: the lab's default GPT ({parameters:,} parameters, 4 blocks of width 128), 1 "
+        "thread a process. Predicted training state: 16 bytes × parameters = "
+        f"{16 * parameters / 2**20:.2f} MiB on every process unsharded, "
+        f"{8 * parameters / 2**20:.2f} MiB sharded on 2. Load average (1 min) when the "
+        f"measurement ended: {os.getloadavg()[0]:.1f}."
+    )
+    return f"{table(headers, rows)}\n\n{note}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("digits", "lora"), default="digits")
+    parser.add_argument("--part", choices=("digits", "lora", "shard"), default="digits")
     parser.add_argument("--repeats", type=int, default=3, help="seeds 0 … N-1 on each side")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--no-write", action="store_true", help="print, leave docs as they are")
     args = parser.parse_args()
     torchrun = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2"]
-    if args.part == "lora":
-        body = lora(torchrun, args.repeats)
+    sections = {
+        "lora": ("distributed-cpu-lora", "Data-parallel LoRA on CPUs: 2 processes vs 1", lora),
+        "shard": ("distributed-cpu-shard", "Sharded (FSDP) on CPUs: 2 processes, half the state "
+                  "each", shard),
+    }  # fmt: skip
+    if args.part in sections:
+        key, title, measure = sections[args.part]
+        body = measure(torchrun, args.repeats)
         if args.no_write:
             print(body)
         else:
-            write_section("distributed-cpu-lora", "Data-parallel LoRA on CPUs: 2 processes vs 1",
-                          body)  # fmt: skip
+            write_section(key, title, body)
         return
     home = Path(tempfile.mkdtemp(prefix="deepscape-bench-"))
     rows = []
