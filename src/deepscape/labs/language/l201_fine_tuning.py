@@ -37,6 +37,8 @@ person, after a story of moves — answered in one word, judged by exact match.
         methods=lora max_steps=5000 seconds=1380 batch_size=16 threads=2      # the target
     deepscape run language/201/fine-tuning dataset=babi-qa1 data_dir=../shared/data
     deepscape run language/201/fine-tuning methods=lora rank=4 targets=q_proj,v_proj
+    torchrun --nproc_per_node 2 $(which deepscape) run language/201/fine-tuning \
+        methods=full shard=true                       # in 2 shards: half the state each (FSDP)
     deepscape generate RUN "a gorgeous, witty, seductive movie."              # the LoRA answers
     deepscape serve RUN
 """
@@ -100,6 +102,11 @@ class Config(TrainConfig):
     # measuring
     max_test: int = option(0, "test examples measured (0: all)")
     forgetting_tokens: int = option(4096, "tokens of general text for perplexity (0: skip)")
+    shard: bool = option(
+        False,
+        "under a launcher, train in N shards (FSDP): each process holds 1/N of the weights, "
+        "gradients and AdamW state (for full fine-tuning of an LLM too big for one device)",
+    )
     figures: bool = option(True, "draw the figures")
 
 
@@ -233,6 +240,7 @@ def fine_tune(
         lr=config.lr if method == "lora" else config.full_lr, warmup=config.warmup,
         max_length=config.max_length, seconds=config.seconds, seed=config.seed,
         progress=run.show_progress, description=f"{method} fine-tuning", on_step=logged,
+        shard=config.shard,
     )  # fmt: skip
     run.commit_history()
     return model, {
