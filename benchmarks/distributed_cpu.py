@@ -19,11 +19,12 @@ where batch_size is the global batch), 1 process against 2, the same 8 SST-2 sen
 training tokens per second of the whole job, and how far apart the two sides' step losses are
 (the same steps, so only float rounding).
 
-`--part shard`: language/201/transformers' GPT at its default size on 2 processes, plain
-data-parallel (every process holds the whole training state) against `shard=true` (FSDP: each
-holds half): the training state each process held, measured, beside 16 bytes a parameter (fp32
-weights and gradients, AdamW's two moments) divided by the processes; tokens per second; and how
-far apart the two sides' step losses are (the same steps, so only float rounding).
+`--part shard`: on 2 processes, plain data-parallel (every process holds the whole training
+state) against `shard=true` (FSDP: each holds half), for language/201/transformers' GPT at its
+default size (the core Trainer) and SmolLM2-135M's full fine-tuning in language/201/fine-tuning
+(deepscape.tuning.train): the training state each process held, measured, beside 16 bytes a
+parameter (fp32 weights and gradients, AdamW's two moments) divided by the processes; tokens per
+second; and how far apart the two sides' step losses are (the same steps: only float rounding).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ LORA = ["dataset=sst2", f"data_dir={SENTCLF}", "methods=lora", "max_steps=24", "
 # the GPT at the lab's default size, a short run: 2 processes × 16 windows of 128 tokens a step
 GPT = ["max_steps=100", "eval_every=50", "eval_batches=4", "batch_size=16", "precision=fp32",
        "sample_tokens=20"]  # fmt: skip
+# SmolLM2-135M-Instruct, every weight trained: 8 steps of 4 MR-200 reviews
+LLM_FULL = ["methods=full", "max_steps=8", "batch_size=4", "max_test=8", "forgetting_tokens=0",
+            "figures=false"]  # fmt: skip
 WORKLOADS = {"digits CNN (width 32, 66 k params)": [], "wide CNN (width 128)": ["width=128"]}
 
 
@@ -115,61 +119,78 @@ def lora(torchrun: list[str], repeats: int) -> str:
     return f"{table(headers, rows)}\n\n{note}"
 
 
-def shard(torchrun: list[str], repeats: int) -> str:
-    """The transformers lab's GPT on 2 processes: data-parallel against sharded."""
-    sides = {
-        "2 processes, data-parallel (DDP)": ["shard=false"],
-        "2 processes, sharded (shard=true)": ["shard=true"],
+def gpt_side(folder: Path) -> dict:
+    """What the transformers lab's run recorded: bytes held, tokens/s, step losses, val loss."""
+    summary = json.loads((folder / "summary.json").read_text())
+    history = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+    metrics = summary["metrics"]
+    return {
+        "held_mib": {k: v / 2**20 for k, v in summary["state_bytes_per_process"].items()},
+        "tokens_per_s": metrics["tokens_trained"] / metrics["train_seconds"],
+        "losses": [r["loss"] for r in history if r["kind"] == "step"],
+        "end_loss": metrics["val_loss"],
+        "parameters": metrics["parameters"],
     }
-    found: dict[str, list[dict]] = {label: [] for label in sides}
+
+
+def llm_side(folder: Path) -> dict:
+    """What the fine-tuning lab's full fine-tuning recorded (memory in MiB already)."""
+    full = json.loads((folder / "summary.json").read_text())["methods"]["full"]
+    return {
+        "held_mib": {k: full["memory_mb"][k] for k in ("weights", "gradients", "optimizer")},
+        "tokens_per_s": full["train_tokens_per_second"],
+        "losses": full["losses"],
+        "end_loss": full["losses"][-1],
+        "parameters": full["parameters"],
+    }
+
+
+def shard(torchrun: list[str], repeats: int) -> str:
+    """Two workloads on 2 processes, data-parallel against sharded: the transformers lab's GPT
+    (the core Trainer) and SmolLM2's full fine-tuning (deepscape.tuning.train)."""
+    workloads = {
+        "GPT (language/201/transformers)": ("language/201/transformers", GPT, gpt_side),
+        "SmolLM2-135M full fine-tuning (language/201/fine-tuning)": (
+            "language/201/fine-tuning", LLM_FULL, llm_side),
+    }  # fmt: skip
+    sides = {"data-parallel": ["shard=false"], "sharded (shard=true)": ["shard=true"]}
+    rows, sizes = [], []
     home = Path(tempfile.mkdtemp(prefix="deepscape-bench-"))
     try:
-        for _ in range(repeats):  # interleaved, so a slow moment hits every side
-            for label, extra in sides.items():
-                folder, wall = launched(torchrun, "language/201/transformers", [*GPT, *extra], home)
-                summary = json.loads((folder / "summary.json").read_text())
-                history = (folder / "history.jsonl").read_text().splitlines()
-                losses = [r["loss"] for r in map(json.loads, history) if r["kind"] == "step"]
-                found[label].append({**summary, "losses": losses, "wall": wall})
+        for workload, (lab, args, read) in workloads.items():
+            found: dict[str, list[dict]] = {label: [] for label in sides}
+            for _ in range(repeats):  # interleaved, so a slow moment hits every side
+                for label, extra in sides.items():
+                    folder, _ = launched(torchrun, lab, [*args, *extra], home)
+                    found[label].append(read(folder))
+            reference = found["data-parallel"]
+            base = median([r["tokens_per_s"] for r in reference])
+            sizes.append(f"{workload}: {reference[0]['parameters']:,} parameters")
+            for label, results in found.items():
+                held = results[0]["held_mib"]
+                speed = median([r["tokens_per_s"] for r in results])
+                pairs = zip(results[0]["losses"], reference[0]["losses"], strict=True)
+                apart = max(abs(a - b) for a, b in pairs)
+                rows.append([workload, label, *(f"{held[k]:.2f}" for k in held),
+                             f"**{sum(held.values()):.2f}**", f"{speed:,.0f}",
+                             f"{speed / base:.2f}×",
+                             f"{median([r['end_loss'] for r in results]):.4f}",
+                             f"{apart:.1e}"])  # fmt: skip
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    reference = found["2 processes, data-parallel (DDP)"]
-    parameters = reference[0]["metrics"]["parameters"]
-    base = median(
-        [r["metrics"]["tokens_trained"] / r["metrics"]["train_seconds"] for r in reference]
-    )
-    rows = []
-    for label, results in found.items():
-        held = results[0]["state_bytes_per_process"]
-        speed = median(
-            [r["metrics"]["tokens_trained"] / r["metrics"]["train_seconds"] for r in results]
-        )
-        apart = max(
-            abs(a - b) for a, b in zip(results[0]["losses"], reference[0]["losses"], strict=True)
-        )
-        mib = [held[k] / 2**20 for k in ("weights", "gradients", "optimizer")]
-        rows.append(
-            [
-                label,
-                *(f"{m:.2f}" for m in mib),
-                f"**{sum(mib):.2f}**",
-                f"{speed:,.0f}",
-                f"{speed / base:.2f}×",
-                f"{median([r['metrics']['val_loss'] for r in results]):.4f}",
-                f"{apart:.1e}",
-            ]
-        )
-    headers = ["side", "weights MiB / process", "gradients", "AdamW moments", "training state",
-               "train tokens/s (median)", "vs DDP", "val loss (median)",
-               "largest step-loss difference from DDP"]  # fmt: skip
+    headers = ["workload", "2 processes", "weights MiB / process", "gradients", "AdamW moments",
+               "training state", "train tokens/s (median)", "vs data-parallel",
+               "loss at the end (median)", "largest step-loss difference"]  # fmt: skip
     note = (
-        f"`torchrun --nproc_per_node 2 $(which deepscape) run language/201/transformers "
-        f"{' '.join(GPT)} shard=…`, {'once' if repeats == 1 else f'{repeats} times'} on each "
-        f"side: the lab's default GPT ({parameters:,} parameters, 4 blocks of width 128), 1 "
-        "thread a process. Predicted training state: 16 bytes × parameters = "
-        f"{16 * parameters / 2**20:.2f} MiB on every process unsharded, "
-        f"{8 * parameters / 2**20:.2f} MiB sharded on 2. Load average (1 min) when the "
-        f"measurement ended: {os.getloadavg()[0]:.1f}."
+        "`torchrun --nproc_per_node 2 $(which deepscape) run LAB … shard=false|true`, "
+        f"{'once' if repeats == 1 else f'{repeats} times'} on each side, 1 thread a process: "
+        f"`language/201/transformers {' '.join(GPT)}` and `language/201/fine-tuning "
+        f"{' '.join(LLM_FULL)}`. {'; '.join(sizes)}. The training state predicted is 16 bytes "
+        "a parameter (fp32 weights and gradients, AdamW's two moments) on every process "
+        "data-parallel, 8 sharded on 2. The loss at the end is the GPT's validation loss and "
+        "the fine-tuning's last step loss; the step-loss difference is from the data-parallel "
+        "run with the same seed. Load average (1 min) when the measurement ended: "
+        f"{os.getloadavg()[0]:.1f}."
     )
     return f"{table(headers, rows)}\n\n{note}"
 
