@@ -113,6 +113,22 @@ def test_the_curve_runs_three_arms_per_size_and_draws_the_lesson(store):
     assert len(arms) == 6 and all(a.status == "finished" for a in arms)
 
 
+def test_reading_features_leaves_the_model_for_the_trainer_to_wrap(store):
+    # Accelerate skips a model it has prepared before: under a launcher, fine-tuning after the
+    # probe trained unwrapped, each process on its own shard (measured: the two processes'
+    # classifiers 0.02 apart after an epoch)
+    from deepscape.labs.vision.l101_transfer import features
+    from deepscape.models.pretrained import PretrainedClassifier, load_backbone
+    from deepscape.tasks import Classification
+    from deepscape.train import Trainer
+
+    model = PretrainedClassifier(backbone=load_backbone(), frozen_statistics=True)
+    run = store.create(TRANSFER, {})
+    trainer = Trainer(Config(), run, task=Classification(10), progress=False)
+    pooled = features(model, torch.rand(2, 3, 32, 32), trainer, what="features")
+    assert pooled.shape[0] == 2 and not getattr(model, "_is_accelerate_prepared", False)
+
+
 def test_frozen_statistics_keep_the_norms_in_eval_mode_while_the_rest_trains():
     from deepscape.models.pretrained import PretrainedClassifier, load_backbone
 

@@ -193,8 +193,10 @@ def features(
 ) -> torch.Tensor:
     """The backbone's pooled features of `images` ("n c h w -> n d"), in the trainer's precision
     and on its device."""
-    model = trainer.accelerator.prepare_model(model.eval(), evaluation_mode=True)
+    # placed, not prepared: Accelerate would mark the model as prepared, and the Trainer's own
+    # prepare would then leave it unwrapped, its gradients never averaged across processes
     device, batches = trainer.accelerator.device, range(0, len(images), 256)
+    model = model.eval().to(device)
     out = []
     for start in track(
         batches, description=what, transient=True, disable=not trainer.show_progress
