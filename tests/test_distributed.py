@@ -262,6 +262,38 @@ def test_a_sharded_cnn_learns_digits(tmp_path):
     assert held["weights"] < 0.51 * 4 * parameters
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["ddp", "shard"])
+def test_parameters_unfrozen_by_on_step_learn_alike_on_every_process(tmp_path, mode):
+    """Gradual unfreezing (on_step sets requires_grad) under two processes: every process ends
+    with the same weights, and the layer frozen for the first steps did learn afterwards."""
+    import trainer_worker
+
+    worker = Path(trainer_worker.__file__)
+    env = {**os.environ, "PYTHONPATH": str(worker.parent)}
+    done = subprocess.run([*_torchrun(), str(worker), str(tmp_path), mode], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [load_file(tmp_path / f"rank{rank}.safetensors") for rank in (0, 1)]
+    for name, weight in ranks[0].items():
+        torch.testing.assert_close(ranks[1][name], weight, atol=1e-6, rtol=0)
+    start = trainer_worker.model().state_dict()
+    assert not torch.allclose(ranks[0]["0.weight"], start["0.weight"], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_a_model_accelerate_prepared_before_is_refused_rather_than_trained_unwrapped(tmp_path):
+    """Accelerate skips a model it has prepared before (for evaluation, say): under a launcher it
+    would train unwrapped, each process on its own shard, nothing averaged."""
+    import trainer_worker
+
+    worker = Path(trainer_worker.__file__)
+    env = {**os.environ, "PYTHONPATH": str(worker.parent)}
+    done = subprocess.run([*_torchrun(), str(worker), str(tmp_path), "prepared"], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode != 0 and "left it unwrapped" in done.stderr
+
+
 def test_accelerates_own_fsdp_is_refused_in_one_line_that_names_shard(store, monkeypatch):
     from accelerate import Accelerator
     from accelerate.utils import DistributedType

@@ -33,7 +33,7 @@ import accelerate.optimizer
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import DistributedType, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set_seed
 from safetensors.torch import save_model
 from torch import nn
 from torch.distributed.tensor import DTensor
@@ -113,8 +113,8 @@ class Trainer:
         is called before each step's first forward pass, and may freeze or unfreeze parameters
         (gradual unfreezing): the optimizer holds those trainable when `fit` starts and skips
         any without a gradient. It must depend on the step alone, so that a resumed run does
-        what the uninterrupted one did (one process: DistributedDataParallel fixes the trainable
-        set when it wraps the model)."""
+        what the uninterrupted one did, and find the parameters anew at each call: sharding
+        (shard=true) replaces them with their shards."""
         cfg, acc, task = self.config, self.accelerator, self.task
         if cfg.grad_accum < 1:
             raise ValueError(f"grad_accum={cfg.grad_accum}: give 1 or more micro-batches a step")
@@ -143,7 +143,16 @@ class Trainer:
         if sharded:
             optimizer = acc.prepare(optimizer)
         else:
+            if on_step is not None and acc.num_processes > 1:
+                # on_step freezes and unfreezes: DistributedDataParallel must look for the
+                # parameters without a gradient at every step, or it never averages the rest
+                acc.ddp_handler = DistributedDataParallelKwargs(find_unused_parameters=True)
             model, optimizer = acc.prepare(model, optimizer)
+            if acc.num_processes > 1 and acc.unwrap_model(model) is model:
+                raise RuntimeError(
+                    "Accelerate had prepared this model before (prepare_model) and left it "
+                    "unwrapped: its gradients would not be averaged; place it with .to(device)"
+                )
         validation_loader = self.loader(validation, shuffle=False, collate=collate)
         watched = UpdateWatcher(acc.unwrap_model(model))  # names without DDP's `module.`
         # the slow weights are part of the training state: checkpoints carry them

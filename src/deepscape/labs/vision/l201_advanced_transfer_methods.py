@@ -95,16 +95,18 @@ def unfreezing(
     from `unfreeze_by` of the steps on. A function of the step alone, so a resumed run freezes
     exactly what the uninterrupted one did."""
     every = max(1, math.floor(unfreeze_by * total_steps / max(1, len(groups) - 1)))
+    # by name, looked up at each step: sharding (shard=true) replaces the parameters themselves
     by_group = [
-        [p for name, p in model.named_parameters() if any(name.startswith(x) for x in group)]
+        [name for name, _ in model.named_parameters() if any(name.startswith(x) for x in group)]
         for group in reversed(groups)  # top first
     ]
 
     def on_step(step: int) -> None:
         unfrozen = min(len(by_group), 1 + step // every)
-        for depth, parameters in enumerate(by_group):
-            for p in parameters:
-                p.requires_grad_(depth < unfrozen)
+        parameters = dict(model.named_parameters())
+        for depth, names in enumerate(by_group):
+            for name in names:
+                parameters[name].requires_grad_(depth < unfrozen)
 
     return on_step
 
