@@ -294,6 +294,20 @@ def test_a_model_accelerate_prepared_before_is_refused_rather_than_trained_unwra
     assert done.returncode != 0 and "left it unwrapped" in done.stderr
 
 
+@pytest.mark.slow
+def test_processes_that_end_with_different_weights_fail_the_run(tmp_path):
+    """The last guard: whatever made them drift apart, a run whose processes hold different
+    models is not recorded as one model."""
+    import trainer_worker
+
+    worker = Path(trainer_worker.__file__)
+    env = {**os.environ, "PYTHONPATH": str(worker.parent)}
+    done = subprocess.run([*_torchrun(), str(worker), str(tmp_path), "apart"], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode != 0 and "ended with different weights" in done.stderr
+    assert not list(tmp_path.glob("rank*.safetensors"))
+
+
 def test_accelerates_own_fsdp_is_refused_in_one_line_that_names_shard(store, monkeypatch):
     from accelerate import Accelerator
     from accelerate.utils import DistributedType

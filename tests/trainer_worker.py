@@ -1,7 +1,8 @@
 """`Trainer.fit` with an `on_step` that keeps the first layer frozen for 4 steps and then lets it
 learn (gradual unfreezing), for tests/test_distributed.py. Run under `torchrun` with a folder and
 `ddp` or `shard`: each process saves the weights it ends with as `rank<R>.safetensors`. With
-`prepared`, Accelerate prepares the model for evaluation first (the Trainer must refuse it)."""
+`prepared`, Accelerate prepares the model for evaluation first (the Trainer must refuse it);
+with `apart`, the second process nudges a weight of its own once (the processes end apart)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ if __name__ == "__main__":
 
     def on_step(step: int) -> None:
         net[0].requires_grad_(step >= FROZEN_STEPS)
+        if mode == "apart" and step == 0 and distributed.rank() == 1:
+            with torch.no_grad():
+                net[2].bias.add_(0.1)
 
     config = TrainConfig(threads=1, batch_size=8, lr=0.05, schedule="constant", warmup=0,
                          optimizer="sgd", momentum=0, max_steps=STEPS,

@@ -203,6 +203,26 @@ def sum_gradients(parameters: Sequence[Tensor]) -> None:
         parameter.grad = part.view_as(parameter)
 
 
+def check_replicas(parameters: Sequence[Tensor]) -> None:
+    """Raise unless every process ended with the same `parameters`: data-parallel processes
+    hold one model. (A model left unwrapped, or a parameter left out of the averaging, trains
+    apart on each process while only the main one is recorded.)"""
+    if processes() == 1:
+        return
+    import torch
+    import torch.distributed as dist
+
+    mine = torch.stack([p.detach().double().sum() for p in parameters]).to(_device())
+    everyone = [torch.empty_like(mine) for _ in range(processes())]
+    dist.all_gather(everyone, mine)
+    apart = max(float((other - mine).abs().max()) for other in everyone)
+    if apart > 1e-6 * max(1.0, float(mine.abs().max())):
+        raise RuntimeError(
+            f"the {processes()} processes ended with different weights (sums up to {apart:.3g} "
+            "apart): their gradients were not all averaged"
+        )
+
+
 def _device() -> object:
     """Where the process group's messages live: NCCL moves only GPU tensors, gloo CPU ones."""
     from accelerate import PartialState

@@ -247,6 +247,7 @@ class Trainer:
             state = sharding.state_bytes(acc.unwrap_model(model), optimizer.optimizer)
             self.run.update_summary(state_bytes_per_process=state)
         model = sharding.whole(model, blank) if sharded else acc.unwrap_model(model)
+        distributed.check_replicas(list(model.parameters()))
         save_model(model, str(self.run.weights_path))
         return model
 

@@ -469,6 +469,7 @@ def train(
             "optimizer": tensor_megabytes(moments),
             "activations": activations,
         }
+    distributed.check_replicas(list(model.parameters()))
     model.eval()
     return result
 
