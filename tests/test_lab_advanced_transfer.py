@@ -134,6 +134,17 @@ def test_gradual_unfreezing_opens_one_group_at_a_time_from_the_top(lite0):
     assert len(trainable()) == 2
 
 
+def test_gradual_unfreezing_reaches_parameters_replaced_after_it_was_planned():
+    # shard=true replaces every parameter with its shard after the lab made its on_step
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    on_step = unfreezing(model, [["0."], ["1."]], total_steps=10, unfreeze_by=0.5)
+    model[0].weight = nn.Parameter(model[0].weight.detach().clone())
+    on_step(0)  # the top group alone
+    assert not model[0].weight.requires_grad and model[1].weight.requires_grad
+    on_step(5)
+    assert model[0].weight.requires_grad
+
+
 # -- AdaBN -----------------------------------------------------------------------------------------
 def test_adabn_changes_only_the_batch_norms_running_statistics(lite0):
     model = copy.deepcopy(lite0)
