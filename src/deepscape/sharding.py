@@ -33,13 +33,11 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 
+from deepscape import distributed
+
 # a checkpoint's whole tensors are gathered on the main process (which alone writes them), in
 # host memory; loading, the main process's are sent to the others
 TO_SAVE = StateDictOptions(full_state_dict=True, cpu_offload=True)
-
-
-def _launched() -> bool:
-    return dist.is_initialized() and dist.get_world_size() > 1
 
 
 def shard(model: nn.Module, device: torch.device) -> nn.Module:
@@ -107,7 +105,7 @@ class WholeOptimizerState:
 def _to_load() -> StateDictOptions:
     # every process read the checkpoint, but only the main process's copy is complete (the others
     # hold what their own replicas saved: nothing)
-    return StateDictOptions(full_state_dict=True, broadcast_from_rank0=_launched())
+    return StateDictOptions(full_state_dict=True, broadcast_from_rank0=distributed.processes() > 1)
 
 
 def local(tensor: torch.Tensor) -> torch.Tensor:

@@ -102,11 +102,6 @@ class Config(TrainConfig):
     # measuring
     max_test: int = option(0, "test examples measured (0: all)")
     forgetting_tokens: int = option(4096, "tokens of general text for perplexity (0: skip)")
-    shard: bool = option(
-        False,
-        "under a launcher, train in N shards (FSDP): each process holds 1/N of the weights, "
-        "gradients and AdamW state (for full fine-tuning of an LLM too big for one device)",
-    )
     figures: bool = option(True, "draw the figures")
 
 
